@@ -1,0 +1,509 @@
+//! `onggi-runtime`: an OCI runtime with runc's command line, so podman
+//! (`--runtime`), containerd (`ctr run --runc-binary`, a runtime handler's
+//! `BinaryName`) and Kubernetes can drive it as they drive runc. All the work is in
+//! the `onggi-runtime` library; this file parses arguments and reports errors.
+#![forbid(unsafe_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use nix::sys::signal::Signal;
+use onggi_runtime::{CreateOpts, ExecOpts, Runtime};
+
+/// An OCI container runtime with runc's command line.
+///
+/// A container is a process in its own namespaces, on its own root filesystem,
+/// limited by cgroups. onggi-runtime makes one from an OCI bundle (a directory with
+/// config.json and a root filesystem) and drives its lifecycle:
+///
+///   onggi-runtime spec                       # write a default config.json here
+///   onggi-runtime run mycontainer            # create + start, wait, delete
+///   onggi-runtime create --bundle B c1       # set up; the process waits
+///   onggi-runtime start c1                   # let it run
+///   onggi-runtime state c1                   # status as JSON
+///   onggi-runtime kill c1 TERM               # signal it
+///   onggi-runtime delete c1                  # remove a stopped container
+#[derive(Parser, Debug)]
+#[command(name = "onggi-runtime", version = version(), about, verbatim_doc_comment)]
+struct Cli {
+    /// Directory for container state (tmpfs recommended).
+    #[arg(
+        long,
+        global = true,
+        default_value = "/run/onggi-runtime",
+        value_name = "DIR"
+    )]
+    root: PathBuf,
+    /// Also write errors and debug messages to FILE.
+    #[arg(long, global = true, value_name = "FILE")]
+    log: Option<PathBuf>,
+    /// Format of --log: text or json (JSON lines, as containerd reads them).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Print debug messages.
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Manage cgroups through systemd (not supported yet: a clear error).
+    #[arg(long, global = true)]
+    systemd_cgroup: bool,
+    /// Rootless mode: true, false or auto (accepted for runc compatibility).
+    #[arg(long, global = true, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    rootless: Option<String>,
+    /// CRIU binary (accepted for runc compatibility; checkpointing is not supported).
+    #[arg(long, global = true, hide = true)]
+    criu: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum ListFormat {
+    Table,
+    Json,
+}
+
+fn version() -> &'static str {
+    concat!(env!("CARGO_PKG_VERSION"), "\nspec: 1.2.0")
+}
+
+#[derive(Args, Debug)]
+struct CreateArgs {
+    /// The container's id, unique on this host under --root.
+    id: String,
+    /// The bundle: a directory holding config.json.
+    #[arg(short, long, default_value = ".", value_name = "DIR")]
+    bundle: PathBuf,
+    /// Unix socket to receive the pty master when process.terminal is true.
+    #[arg(long, value_name = "PATH")]
+    console_socket: Option<PathBuf>,
+    /// Write the init's PID to FILE.
+    #[arg(long, value_name = "FILE")]
+    pid_file: Option<PathBuf>,
+    /// Use MS_MOVE + chroot instead of pivot_root (for a root on ramfs).
+    #[arg(long)]
+    no_pivot: bool,
+    /// Keep the caller's session keyring instead of a new one.
+    #[arg(long)]
+    no_new_keyring: bool,
+    /// Pass N more descriptors (3, 4, ...) to the container.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    preserve_fds: i32,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a container: set it up and leave its process waiting for `start`.
+    Create(CreateArgs),
+    /// Start the process of a created container.
+    Start {
+        /// Container id.
+        id: String,
+    },
+    /// Create and start a container; in the foreground, wait for it and delete it.
+    ///
+    /// Signals sent to onggi-runtime are forwarded to the container; the exit code is
+    /// the container's (128+N when killed by signal N).
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        /// Return once the container runs, leaving it running.
+        #[arg(short, long)]
+        detach: bool,
+        /// Accepted for runc compatibility (onggi never becomes a subreaper here).
+        #[arg(long, hide = true)]
+        no_subreaper: bool,
+        /// Do not delete the container after it exits (accepted; ignored).
+        #[arg(long, hide = true)]
+        keep: bool,
+    },
+    /// Print a container's state as the OCI spec's JSON.
+    State {
+        /// Container id.
+        id: String,
+    },
+    /// Send a signal (default TERM) to a container's init.
+    ///
+    /// SIGNAL is a name (TERM, SIGTERM, kill) or a number (15).
+    Kill {
+        /// Container id.
+        id: String,
+        /// Signal name or number.
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+        /// Signal every process in the container's cgroup.
+        #[arg(short, long)]
+        all: bool,
+    },
+    /// Delete a container (stopped or created; --force for a running one).
+    Delete {
+        /// Container id.
+        id: String,
+        /// Kill the container first if it still runs.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// List containers.
+    List {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+        /// Print only the ids.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Run a new process inside a running container.
+    ///
+    /// Either --process FILE (an OCI process JSON) or a command line after the id;
+    /// the defaults (env, cwd, user, capabilities) come from the container's config.
+    Exec(ExecArgs),
+    /// Write a default config.json (like runc spec) into the bundle directory.
+    Spec {
+        /// Where to write config.json.
+        #[arg(short, long, default_value = ".", value_name = "DIR")]
+        bundle: PathBuf,
+        /// A spec for rootless containers (user namespace mapping the caller).
+        #[arg(long)]
+        rootless: bool,
+    },
+    /// Print the runtime's features document (runtime-spec features.md) as JSON.
+    Features,
+}
+
+#[derive(Args, Debug)]
+struct ExecArgs {
+    /// Container id.
+    id: String,
+    /// The command and its arguments (unless --process).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+    /// Path to a process.json (OCI process object).
+    #[arg(short, long, value_name = "FILE")]
+    process: Option<PathBuf>,
+    /// Unix socket to receive the pty master when a terminal is allocated.
+    #[arg(long, value_name = "PATH")]
+    console_socket: Option<PathBuf>,
+    /// Working directory inside the container.
+    #[arg(long, value_name = "DIR")]
+    cwd: Option<PathBuf>,
+    /// Set an environment variable (KEY=value); repeatable.
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Allocate a pseudo-terminal.
+    #[arg(short, long)]
+    tty: bool,
+    /// User as UID[:GID].
+    #[arg(short, long, value_name = "UID[:GID]")]
+    user: Option<String>,
+    /// Additional group ids; repeatable.
+    #[arg(short = 'g', long, value_name = "GID")]
+    additional_gids: Vec<u32>,
+    /// Return once the process runs.
+    #[arg(short, long)]
+    detach: bool,
+    /// Write the process's PID to FILE.
+    #[arg(long, value_name = "FILE")]
+    pid_file: Option<PathBuf>,
+    /// Set no_new_privs for the process.
+    #[arg(long)]
+    no_new_privs: bool,
+    /// Add a capability to the bounding, effective, permitted sets; repeatable.
+    #[arg(short, long, value_name = "CAP")]
+    cap: Vec<String>,
+    /// Pass N more descriptors (3, 4, ...) to the process.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    preserve_fds: i32,
+    /// Process SELinux label (accepted; SELinux is not supported).
+    #[arg(long, hide = true)]
+    process_label: Option<String>,
+    /// AppArmor profile (accepted; AppArmor is not supported).
+    #[arg(long, hide = true)]
+    apparmor: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let log = Logger::new(cli.log.clone(), cli.log_format);
+    match dispatch(&cli, &log) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let msg = format!("{e:#}");
+            log.error(&msg);
+            eprintln!("error: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn dispatch(cli: &Cli, log: &Logger) -> Result<u8> {
+    let rt = Runtime {
+        store: cli.root.clone(),
+        systemd_cgroup: cli.systemd_cgroup,
+    };
+    if cli.debug {
+        log.debug(&format!("{:?}", cli.command));
+    }
+    match &cli.command {
+        Command::Create(a) => rt
+            .create(&create_opts(a))
+            .with_context(|| format!("create container {:?}", a.id))?,
+        Command::Start { id } => rt.start(id)?,
+        Command::Run { create, detach, .. } => {
+            let code = rt
+                .run(&create_opts(create), *detach)
+                .with_context(|| format!("run container {:?}", create.id))?;
+            return Ok(code.clamp(0, 255) as u8);
+        }
+        Command::State { id } => println!("{}", serde_json::to_string_pretty(&rt.state(id)?)?),
+        Command::Kill { id, signal, all } => rt.kill(id, parse_signal(signal)?, *all)?,
+        Command::Delete { id, force } => match rt.delete(id, *force) {
+            // Deleting what is not there is what containerd does after a failed create.
+            Err(onggi_runtime::Error::NotFound(_)) if *force => {}
+            r => r?,
+        },
+        Command::List { format, quiet } => print_list(&rt, *format, *quiet)?,
+        Command::Exec(a) => {
+            let code = rt
+                .exec(&a.id, &exec_opts(&rt, a)?)
+                .with_context(|| format!("exec in container {:?}", a.id))?;
+            return Ok(code.clamp(0, 255) as u8);
+        }
+        Command::Spec { bundle, rootless } => write_spec(bundle, *rootless)?,
+        Command::Features => println!(
+            "{}",
+            serde_json::to_string_pretty(&onggi_runtime::features::features())?
+        ),
+    }
+    Ok(0)
+}
+
+fn create_opts(a: &CreateArgs) -> CreateOpts {
+    CreateOpts {
+        id: a.id.clone(),
+        bundle: a.bundle.clone(),
+        pid_file: a.pid_file.clone(),
+        console_socket: a.console_socket.clone(),
+        no_pivot: a.no_pivot,
+        no_new_keyring: a.no_new_keyring,
+        preserve_fds: a.preserve_fds,
+    }
+}
+
+/// A signal by name (TERM, SIGTERM, term) or number.
+fn parse_signal(s: &str) -> Result<Signal> {
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n)
+            .with_context(|| format!("signal {n}: not a valid signal number"));
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    name.parse::<Signal>()
+        .map_err(|_| anyhow::anyhow!("signal {s:?}: unknown signal name"))
+}
+
+fn print_list(rt: &Runtime, format: ListFormat, quiet: bool) -> Result<()> {
+    let list = rt.list()?;
+    let mut out = std::io::stdout().lock();
+    if quiet {
+        for c in &list {
+            writeln!(out, "{}", c.id)?;
+        }
+        return Ok(());
+    }
+    match format {
+        ListFormat::Json => writeln!(out, "{}", serde_json::to_string(&list)?)?,
+        ListFormat::Table => {
+            let rows: Vec<[String; 6]> = list
+                .iter()
+                .map(|c| {
+                    [
+                        c.id.clone(),
+                        c.pid.to_string(),
+                        c.status.to_string(),
+                        c.bundle.display().to_string(),
+                        c.created.clone(),
+                        c.owner.clone(),
+                    ]
+                })
+                .collect();
+            let header = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from);
+            let mut widths = header.clone().map(|h| h.len());
+            for r in &rows {
+                for (w, cell) in widths.iter_mut().zip(r) {
+                    *w = (*w).max(cell.len());
+                }
+            }
+            for r in std::iter::once(&header).chain(&rows) {
+                let line: Vec<String> = r
+                    .iter()
+                    .zip(widths)
+                    .map(|(c, w)| format!("{c:<w$}"))
+                    .collect();
+                writeln!(out, "{}", line.join("   ").trim_end())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The exec process: from --process, or the container's process with the flags'
+/// changes (as runc builds it).
+fn exec_opts(rt: &Runtime, a: &ExecArgs) -> Result<ExecOpts> {
+    use oci_spec::runtime::Process;
+    let process: Process = match &a.process {
+        Some(path) => {
+            let data = std::fs::read(path)
+                .with_context(|| format!("read --process {}", path.display()))?;
+            serde_json::from_slice(&data)
+                .with_context(|| format!("parse --process {}", path.display()))?
+        }
+        None => {
+            if a.command.is_empty() {
+                bail!("exec needs a command after the container id, or --process FILE");
+            }
+            let mut p = rt.container_process(&a.id)?.unwrap_or_default();
+            p.set_args(Some(a.command.clone()));
+            p.set_terminal(Some(a.tty));
+            if let Some(cwd) = &a.cwd {
+                p.set_cwd(cwd.clone());
+            }
+            let mut env = p.env().clone().unwrap_or_default();
+            for kv in &a.env {
+                let key = kv.split('=').next().unwrap_or(kv);
+                env.retain(|e| e.split('=').next() != Some(key));
+                env.push(kv.clone());
+            }
+            p.set_env(Some(env));
+            if let Some(u) = &a.user {
+                let (uid, gid) = match u.split_once(':') {
+                    Some((u, g)) => (
+                        u.parse().context("--user: uid must be a number")?,
+                        g.parse().context("--user: gid must be a number")?,
+                    ),
+                    None => (u.parse().context("--user: uid must be a number")?, 0),
+                };
+                p.user_mut().set_uid(uid);
+                p.user_mut().set_gid(gid);
+            }
+            if !a.additional_gids.is_empty() {
+                p.user_mut()
+                    .set_additional_gids(Some(a.additional_gids.clone()));
+            }
+            if a.no_new_privs {
+                p.set_no_new_privileges(Some(true));
+            }
+            if !a.cap.is_empty() {
+                add_caps(&mut p, &a.cap)?;
+            }
+            p
+        }
+    };
+    Ok(ExecOpts {
+        process: Some(process),
+        console_socket: a.console_socket.clone(),
+        detach: a.detach,
+        pid_file: a.pid_file.clone(),
+        preserve_fds: a.preserve_fds,
+    })
+}
+
+fn add_caps(p: &mut oci_spec::runtime::Process, caps: &[String]) -> Result<()> {
+    use oci_spec::runtime::{Capability, LinuxCapabilities};
+    let mut c = p
+        .capabilities()
+        .clone()
+        .unwrap_or_else(|| LinuxCapabilities::default());
+    for name in caps {
+        let bare = name.trim_start_matches("CAP_");
+        let cap: Capability = bare
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--cap {name}: unknown capability"))?;
+        for set in [
+            c.bounding().clone(),
+            c.effective().clone(),
+            c.permitted().clone(),
+        ]
+        .iter_mut()
+        .enumerate()
+        {
+            let mut s = set.1.clone().unwrap_or_default();
+            s.insert(cap);
+            match set.0 {
+                0 => c.set_bounding(Some(s)),
+                1 => c.set_effective(Some(s)),
+                _ => c.set_permitted(Some(s)),
+            };
+        }
+    }
+    p.set_capabilities(Some(c));
+    Ok(())
+}
+
+fn write_spec(bundle: &Path, rootless: bool) -> Result<()> {
+    let path = bundle.join("config.json");
+    if path.exists() {
+        bail!("{} already exists; remove it first", path.display());
+    }
+    let spec = if rootless {
+        onggi_runtime::default_spec::default_spec_rootless(
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        )
+    } else {
+        onggi_runtime::default_spec::default_spec()
+    };
+    std::fs::write(&path, serde_json::to_string_pretty(&spec)? + "\n")
+        .with_context(|| format!("write {}", path.display()))
+}
+
+/// Errors (and with --debug, debug messages) to the --log file, as text or as the
+/// JSON lines containerd's shim parses (`{"level","msg","time"}`).
+struct Logger {
+    file: Option<PathBuf>,
+    format: LogFormat,
+}
+
+impl Logger {
+    fn new(file: Option<PathBuf>, format: LogFormat) -> Self {
+        Logger { file, format }
+    }
+
+    fn write(&self, level: &str, msg: &str) {
+        let Some(path) = &self.file else { return };
+        let time = onggi_runtime::state::rfc3339_now();
+        let line = match self.format {
+            LogFormat::Json => {
+                serde_json::json!({"level": level, "msg": msg, "time": time}).to_string()
+            }
+            LogFormat::Text => format!("{time} {level}: {msg}"),
+        };
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+
+    fn error(&self, msg: &str) {
+        self.write("error", msg);
+    }
+
+    fn debug(&self, msg: &str) {
+        self.write("debug", msg);
+        eprintln!("debug: {msg}");
+    }
+}

@@ -1,0 +1,30 @@
+//! cgroup v1, v2 and hybrid behind one interface.
+//!
+//! ```text
+//! Hierarchies::detect(root, mountinfo)   which hierarchies are mounted where (pure)
+//!   └─ Cgroup::new(h, cgroupsPath, own)  the container's directory in each (pure)
+//!        ├─ create()                     mkdir -p (+ v1 cpuset copy, v2 subtree_control)
+//!        ├─ apply(&LinuxResources)       plan::plan → one write per control file
+//!        ├─ add_pid(pid)                 cgroup.procs in every hierarchy
+//!        ├─ pids / freeze / thaw / is_frozen
+//!        └─ destroy()                    rmdir, children first, then the parents create made
+//! ```
+//!
+//! Every function that touches the filesystem is given the cgroup root (normally
+//! `/sys/fs/cgroup`) and the mountinfo / `/proc/self/cgroup` contents, so the unit tests
+//! run on tempdir fixtures without root. Only [`Hierarchies::host`] and
+//! [`Cgroup::for_self`] read the real `/proc` files. systemd-managed cgroups
+//! (`slice:prefix:name`) are not supported yet; neither are v2 device rules (eBPF).
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod cgroup;
+mod error;
+mod fs;
+mod hierarchy;
+mod path;
+pub mod plan;
+
+pub use cgroup::Cgroup;
+pub use error::{Error, Result};
+pub use hierarchy::{Hierarchies, Mount, Version};

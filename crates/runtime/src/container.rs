@@ -1,0 +1,933 @@
+//! The runtime's operations, as a library: create, start, run, state, kill, delete,
+//! list, exec. The `onggi-runtime` binary is a thin command line over these, and the
+//! engine calls them directly.
+//!
+//! The parent side of container creation lives here; the child side is
+//! [`crate::init`]. A [`Cleanup`] guard undoes every step taken so far when any later
+//! step fails, so a failed create leaves no state directory, cgroup or process.
+
+use std::fs;
+use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::fcntl::{open, OFlag};
+use nix::sched::{setns, CloneFlags};
+use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::stat::Mode;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use onggi_cgroups::{Cgroup, Hierarchies};
+use onggi_sys::{clone_fork, Forked};
+
+use crate::error::{invalid, Context, Error, Result};
+use crate::init::{self, InitArgs, StartSignal};
+use crate::lifecycle::{allowed, Op, Status};
+use crate::plan::{self, Plan, ProcessPlan};
+use crate::rootfs::CgroupMounts;
+use crate::state::{self, Locked, OciState, Record, Store};
+use crate::sync::{self, Channel, Msg};
+use crate::{console, hooks};
+
+/// Options common to every command (runc's global flags).
+#[derive(Debug, Clone, Default)]
+pub struct Runtime {
+    /// State root.
+    pub store: PathBuf,
+    /// `--systemd-cgroup`.
+    pub systemd_cgroup: bool,
+}
+
+/// Options of `create` and `run`.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOpts {
+    /// Container id.
+    pub id: String,
+    /// Bundle directory.
+    pub bundle: PathBuf,
+    /// Where to write the init's PID.
+    pub pid_file: Option<PathBuf>,
+    /// Where to send the pty master.
+    pub console_socket: Option<PathBuf>,
+    /// MS_MOVE + chroot instead of pivot_root.
+    pub no_pivot: bool,
+    /// Keep the caller's session keyring.
+    pub no_new_keyring: bool,
+    /// Pass descriptors 3..3+N to the container.
+    pub preserve_fds: i32,
+}
+
+/// Options of `exec`.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOpts {
+    /// The process to run (already merged with the container's defaults).
+    pub process: Option<oci_spec::runtime::Process>,
+    /// Where to send the pty master (`process.terminal`).
+    pub console_socket: Option<PathBuf>,
+    /// Return once the process runs, instead of waiting for it.
+    pub detach: bool,
+    /// Where to write its PID.
+    pub pid_file: Option<PathBuf>,
+    /// Pass descriptors 3..3+N.
+    pub preserve_fds: i32,
+}
+
+/// What `create` leaves for `run`: the container, its init, and the channel to it.
+struct Launched {
+    locked: Locked,
+    record: Record,
+    channel: Channel,
+    pid: Pid,
+    cgroup: Cgroup,
+}
+
+/// Undo what a failed create did, in reverse order.
+struct Cleanup<'a> {
+    locked: Option<&'a Locked>,
+    cgroup: Option<Cgroup>,
+    pid: Option<Pid>,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid {
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+        if let Some(cg) = &self.cgroup {
+            let _ = cg.destroy();
+        }
+        if let Some(l) = self.locked {
+            let _ = l.remove();
+        }
+    }
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    if p.is_absolute() {
+        Ok(plan::normalize(p))
+    } else {
+        let cwd = std::env::current_dir().step(|| "get the current directory")?;
+        Ok(plan::normalize(&cwd.join(p)))
+    }
+}
+
+fn own_cgroup(path: &str) -> String {
+    // Only relative cgroupsPaths need the caller's cgroup; skip the read otherwise.
+    if path.starts_with('/') {
+        String::new()
+    } else {
+        fs::read_to_string("/proc/self/cgroup").unwrap_or_default()
+    }
+}
+
+/// Write `pid` to `path` atomically (containerd reads it as soon as it appears).
+fn write_pid_file(path: &Path, pid: Pid) -> Result<()> {
+    let tmp = path.with_extension("onggi-tmp");
+    fs::write(&tmp, pid.to_string()).step(|| format!("write pid file {}", tmp.display()))?;
+    fs::rename(&tmp, path).step(|| format!("rename pid file to {}", path.display()))
+}
+
+fn id_map(maps: &[oci_spec::runtime::LinuxIdMapping]) -> String {
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
+}
+
+/// The container's cgroup as the init needs it for `type: cgroup` mounts.
+fn cgroup_mounts(h: &Hierarchies, cg: &Cgroup) -> CgroupMounts {
+    if h.version() == onggi_cgroups::Version::V2 {
+        return CgroupMounts {
+            v2: true,
+            v2_dir: cg.unified_path().map(Path::to_path_buf),
+            v1: Vec::new(),
+        };
+    }
+    let v1 = cg
+        .paths()
+        .map(|(name, dir)| {
+            let opts = h
+                .v1_mounts()
+                .iter()
+                .find(|m| m.name() == name)
+                .map(|m| m.controllers().join(","))
+                .unwrap_or_default();
+            (name.to_string(), dir.to_path_buf(), opts)
+        })
+        .collect();
+    CgroupMounts {
+        v2: false,
+        v2_dir: None,
+        v1,
+    }
+}
+
+impl Runtime {
+    /// A runtime over the state root `store`.
+    pub fn new(store: impl Into<PathBuf>) -> Self {
+        Runtime {
+            store: store.into(),
+            systemd_cgroup: false,
+        }
+    }
+
+    fn store(&self) -> Store {
+        Store::new(&self.store)
+    }
+
+    /// `create`: set the container up and leave its init blocked until `start`.
+    pub fn create(&self, o: &CreateOpts) -> Result<()> {
+        let l = self.launch(o, false)?;
+        drop(l.channel);
+        Ok(())
+    }
+
+    /// The shared part of `create` and `run`.
+    fn launch(&self, o: &CreateOpts, run_mode: bool) -> Result<Launched> {
+        state::validate_id(&o.id)?;
+        if self.systemd_cgroup {
+            return Err(Error::Unsupported("--systemd-cgroup: systemd cgroup management is not supported yet; use the cgroupfs driver (omit the flag)".into()));
+        }
+        let bundle = absolute(&o.bundle)?;
+        let spec = plan::load_spec(&bundle)?;
+        let plan = plan::plan(&spec, &bundle, &o.id)?;
+        let process = plan
+            .process
+            .as_ref()
+            .ok_or_else(|| invalid("process", "missing: the container needs a process to run"))?;
+        if !fs::metadata(&plan.rootfs)
+            .map(|m| m.is_dir())
+            .unwrap_or(false)
+        {
+            return Err(invalid(
+                "root.path",
+                format!(
+                    "{} does not exist or is not a directory",
+                    plan.rootfs.display()
+                ),
+            ));
+        }
+        if !plan.new_namespaces.contains(CloneFlags::CLONE_NEWNS) {
+            return Err(invalid(
+                "linux.namespaces",
+                "a new mount namespace is required",
+            ));
+        }
+        if process.terminal && o.console_socket.is_none() {
+            return Err(invalid(
+                "process.terminal",
+                "a terminal needs --console-socket (the pty master is sent there)",
+            ));
+        }
+        let console = o
+            .console_socket
+            .as_deref()
+            .map(console::connect)
+            .transpose()?;
+
+        let locked = self.store().create_dir(&o.id)?;
+        let mut undo = Cleanup {
+            locked: Some(&locked),
+            cgroup: None,
+            pid: None,
+        };
+
+        let hier = Hierarchies::host()?;
+        let cgroup = Cgroup::new(&hier, &plan.cgroups_path, &own_cgroup(&plan.cgroups_path))?;
+        cgroup.create()?;
+        let cgroup = undo.cgroup.insert(cgroup);
+        if let Some(r) = &plan.resources {
+            cgroup.apply(r)?;
+        }
+        let cg_view = if plan
+            .mounts
+            .iter()
+            .any(|m| m.kind == plan::MountKind::Cgroup)
+        {
+            cgroup_mounts(&hier, &cgroup)
+        } else {
+            CgroupMounts::default()
+        };
+
+        let start = if run_mode {
+            StartSignal::Channel
+        } else {
+            let fifo = locked.fifo_path();
+            nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
+                .step(|| format!("mkfifo {}", fifo.display()))?;
+            let fd = open(
+                &fifo,
+                OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .step(|| format!("open {}", fifo.display()))?;
+            StartSignal::Fifo(fd)
+        };
+        let (parent, child) = sync::pair().step(|| "socketpair for the bootstrap channel")?;
+        if run_mode {
+            block_signals()?;
+        }
+
+        let pid = spawn_init(
+            &plan,
+            &o.id,
+            child,
+            start,
+            console,
+            cg_view,
+            o,
+            &[locked.lock_fd(), parent.raw_fd()],
+        )?;
+        undo.pid = Some(pid);
+        self.bootstrap(&plan, &parent, pid, cgroup, &o.id, &bundle)?;
+
+        let record = Record {
+            id: o.id.clone(),
+            pid: pid.as_raw(),
+            start_time: state::read_start_time(Path::new("/proc"), pid)
+                .map(|s| s.1)
+                .ok_or_else(|| Error::Init("the container's init exited during create".into()))?,
+            bundle: bundle.clone(),
+            rootfs: plan.rootfs.clone(),
+            created: state::rfc3339_now(),
+            owner: owner(),
+            annotations: plan.annotations.clone(),
+            cgroups_path: plan.cgroups_path.clone(),
+            cgroup_owned_parents: cgroup.owned_parents(),
+            own_pid_namespace: plan.new_namespaces.contains(CloneFlags::CLONE_NEWPID),
+            process: plan.raw_process.clone(),
+            poststart: plan.hooks.poststart.clone(),
+            poststop: plan.hooks.poststop.clone(),
+            started: false,
+        };
+        locked.save(&record)?;
+        if let Some(p) = &o.pid_file {
+            write_pid_file(&absolute(p)?, pid)?;
+        }
+        undo.pid = None;
+        undo.locked = None;
+        let cgroup = undo.cgroup.take().expect("set above");
+        drop(undo);
+        Ok(Launched {
+            locked,
+            record,
+            channel: parent,
+            pid,
+            cgroup,
+        })
+    }
+
+    /// The parent's half of the bootstrap protocol (see [`crate::sync`]).
+    fn bootstrap(
+        &self,
+        plan: &Plan,
+        ch: &Channel,
+        pid: Pid,
+        cgroup: &Cgroup,
+        id: &str,
+        bundle: &Path,
+    ) -> Result<()> {
+        let remote = |e: sync::ChannelError| Error::Init(e.to_string());
+        if plan.new_namespaces.contains(CloneFlags::CLONE_NEWUSER) {
+            let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+            fs::write(proc_dir.join("uid_map"), id_map(&plan.uid_mappings))
+                .step(|| format!("write uid_map of {pid} (linux.uidMappings)"))?;
+            fs::write(proc_dir.join("gid_map"), id_map(&plan.gid_mappings))
+                .step(|| format!("write gid_map of {pid} (linux.gidMappings)"))?;
+        }
+        cgroup.add_pid(pid.as_raw())?;
+        ch.send(&Msg::Go).step(|| "send Go to the init")?;
+        let h = &plan.hooks;
+        let wants_hooks = !(h.prestart.is_empty()
+            && h.create_runtime.is_empty()
+            && h.create_container.is_empty()
+            && h.start_container.is_empty());
+        if wants_hooks {
+            ch.expect(Msg::CreateRuntimeHooks, "CreateRuntimeHooks")
+                .map_err(remote)?;
+            let st = Record::oci_state_of(
+                id,
+                pid,
+                bundle,
+                &plan.rootfs,
+                &plan.annotations,
+                Status::Creating,
+            );
+            let json = serde_json::to_vec(&st).expect("state serializes");
+            let r = hooks::run_all("prestart", &h.prestart, &json)
+                .and_then(|()| hooks::run_all("createRuntime", &h.create_runtime, &json));
+            if let Err(e) = r {
+                let _ = ch.send(&Msg::Error(e.to_string()));
+                return Err(e);
+            }
+            let created = Record::oci_state_of(
+                id,
+                pid,
+                bundle,
+                &plan.rootfs,
+                &plan.annotations,
+                Status::Created,
+            );
+            ch.send(&Msg::HooksDone(
+                serde_json::to_string(&created).expect("state serializes"),
+            ))
+            .step(|| "send HooksDone to the init")?;
+        }
+        ch.expect(Msg::Ready, "Ready").map_err(remote)
+    }
+
+    /// `start`: let a created container's init exec the user's program.
+    pub fn start(&self, id: &str) -> Result<()> {
+        let locked = self.store().lock(id, true)?;
+        let rec = locked.load()?;
+        let status = self.status_of(&locked, &rec);
+        if !allowed(status, Op::Start) {
+            return Err(Error::WrongState {
+                op: "start",
+                id: id.into(),
+                status,
+            });
+        }
+        let fifo = locked.fifo_path();
+        let fd = open(
+            &fifo,
+            OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .step(|| format!("open {} (is the init still waiting?)", fifo.display()))?;
+        nix::unistd::write(&fd, b"0").step(|| format!("write {}", fifo.display()))?;
+        drop(fd);
+        fs::remove_file(&fifo).step(|| format!("remove {}", fifo.display()))?;
+        let st = serde_json::to_vec(&rec.oci_state(Status::Running)).expect("state serializes");
+        hooks::run_all_warn("poststart", &rec.poststart, &st);
+        Ok(())
+    }
+
+    /// `run`: create and start; in the foreground, forward signals to the container
+    /// and return its exit code once it has exited and been deleted. `detach` returns
+    /// right after start.
+    pub fn run(&self, o: &CreateOpts, detach: bool) -> Result<i32> {
+        let old_mask = current_mask()?;
+        let l = match self.launch(o, true) {
+            Ok(l) => l,
+            Err(e) => {
+                restore_mask(&old_mask);
+                return Err(e);
+            }
+        };
+        let mut rec = l.record;
+        rec.started = true;
+        l.locked.save(&rec)?;
+        l.channel
+            .send(&Msg::Start)
+            .step(|| "send Start to the init")?;
+        drop(l.channel);
+        let st = serde_json::to_vec(&rec.oci_state(Status::Running)).expect("state serializes");
+        hooks::run_all_warn("poststart", &rec.poststart, &st);
+        if detach {
+            restore_mask(&old_mask);
+            return Ok(0);
+        }
+        let code = forward_and_wait(l.pid)?;
+        restore_mask(&old_mask);
+        // The container has exited: delete it as runc does after a foreground run.
+        let _ = l.cgroup.destroy();
+        l.locked.remove()?;
+        let st = serde_json::to_vec(&rec.oci_state(Status::Stopped)).expect("state serializes");
+        hooks::run_all_warn("poststop", &rec.poststop, &st);
+        Ok(code)
+    }
+
+    fn status_of(&self, locked: &Locked, rec: &Record) -> Status {
+        locked.status(rec, || {
+            self.cgroup_of(rec)
+                .and_then(|c| c.is_frozen().ok())
+                .unwrap_or(false)
+        })
+    }
+
+    fn cgroup_of(&self, rec: &Record) -> Option<Cgroup> {
+        let h = Hierarchies::host().ok()?;
+        let cg = Cgroup::new(&h, &rec.cgroups_path, &own_cgroup(&rec.cgroups_path)).ok()?;
+        cg.set_owned_parents(rec.cgroup_owned_parents);
+        Some(cg)
+    }
+
+    /// `state`: the spec's state document.
+    pub fn state(&self, id: &str) -> Result<OciState> {
+        let locked = self.store().lock(id, false)?;
+        let rec = locked.load()?;
+        Ok(rec.oci_state(self.status_of(&locked, &rec)))
+    }
+
+    /// `list`: the state of every container (those still being created are skipped).
+    pub fn list(&self) -> Result<Vec<OciState>> {
+        let mut out = Vec::new();
+        for id in self.store().ids()? {
+            if let Ok(st) = self.state(&id) {
+                out.push(st);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `kill`: send `signal` to the init, or with `all` to every process in the
+    /// container's cgroup.
+    pub fn kill(&self, id: &str, signal: Signal, all: bool) -> Result<()> {
+        let locked = self.store().lock(id, true)?;
+        let rec = locked.load()?;
+        let status = self.status_of(&locked, &rec);
+        if !allowed(status, Op::Kill) {
+            return Err(Error::WrongState {
+                op: "kill",
+                id: id.into(),
+                status,
+            });
+        }
+        if all {
+            if let Some(cg) = self.cgroup_of(&rec) {
+                for p in cg.pids()? {
+                    let _ = kill(Pid::from_raw(p), signal);
+                }
+            }
+        }
+        kill(Pid::from_raw(rec.pid), signal).step(|| format!("kill {} with {signal}", rec.pid))
+    }
+
+    /// `delete`: remove a stopped (or created) container; `force` kills a running one.
+    pub fn delete(&self, id: &str, force: bool) -> Result<()> {
+        let locked = self.store().lock(id, true)?;
+        let rec = match locked.load() {
+            Ok(r) => r,
+            // A create that died half-way: nothing to stop, only the directory to remove.
+            Err(Error::State { .. }) if force => return locked.remove(),
+            Err(e) => return Err(e),
+        };
+        let status = self.status_of(&locked, &rec);
+        let op = if force { Op::ForceDelete } else { Op::Delete };
+        if !allowed(status, op) {
+            return Err(Error::WrongState {
+                op: "delete",
+                id: id.into(),
+                status,
+            });
+        }
+        let cgroup = self.cgroup_of(&rec);
+        if status != Status::Stopped {
+            stop_init(&rec, cgroup.as_ref(), status == Status::Paused)?;
+        }
+        if let Some(cg) = &cgroup {
+            if !rec.own_pid_namespace {
+                for p in cg.pids().unwrap_or_default() {
+                    let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+                }
+            }
+            cg.destroy()?;
+        }
+        locked.remove()?;
+        let st = serde_json::to_vec(&rec.oci_state(Status::Stopped)).expect("state serializes");
+        hooks::run_all_warn("poststop", &rec.poststop, &st);
+        Ok(())
+    }
+
+    /// The container's configured process: the defaults that `exec` flags modify.
+    pub fn container_process(&self, id: &str) -> Result<Option<oci_spec::runtime::Process>> {
+        let locked = self.store().lock(id, false)?;
+        Ok(locked.load()?.process)
+    }
+
+    /// `exec`: run another process in every namespace and the cgroup of a running
+    /// container. Returns its exit code, or 0 with `detach`.
+    pub fn exec(&self, id: &str, o: &ExecOpts) -> Result<i32> {
+        let (rec, cgroup) = {
+            let locked = self.store().lock(id, false)?;
+            let rec = locked.load()?;
+            let status = self.status_of(&locked, &rec);
+            if !allowed(status, Op::Exec) {
+                return Err(Error::WrongState {
+                    op: "exec in",
+                    id: id.into(),
+                    status,
+                });
+            }
+            let cg = self.cgroup_of(&rec);
+            (rec, cg)
+        };
+        let raw = o
+            .process
+            .as_ref()
+            .ok_or_else(|| invalid("process", "exec needs a process"))?;
+        let process = plan::process_plan(raw)?;
+        if process.terminal && o.console_socket.is_none() {
+            return Err(invalid(
+                "process.terminal",
+                "a terminal needs --console-socket",
+            ));
+        }
+        let pid = Pid::from_raw(rec.pid);
+        let namespaces = container_namespaces(pid)?;
+        let console = o
+            .console_socket
+            .as_deref()
+            .map(console::connect)
+            .transpose()?;
+        let (parent, child) = sync::pair().step(|| "socketpair for exec")?;
+        let old_mask = current_mask()?;
+        if !o.detach {
+            block_signals()?;
+        }
+        // Join the PID (and time) namespace here: it only applies to our children.
+        for (flag, fd) in &namespaces {
+            if *flag == CloneFlags::CLONE_NEWPID || flag.bits() == 0x80 {
+                setns(fd, *flag)
+                    .step(|| format!("join the container's {} namespace", ns_name(*flag)))?;
+            }
+        }
+        let child_pid = match clone_fork(0).step(|| "fork the exec process")? {
+            Forked::Child => {
+                drop(parent);
+                let r = exec_child(
+                    &namespaces,
+                    &process,
+                    console.as_ref(),
+                    &child,
+                    o.preserve_fds,
+                );
+                let e = match r {
+                    Ok(never) => match never {},
+                    Err(e) => e,
+                };
+                let _ = child.send(&Msg::Error(e.to_string()));
+                std::process::exit(127)
+            }
+            Forked::Parent(p) => p,
+        };
+        drop(child);
+        drop(console);
+        let fail = |e: Error| {
+            let _ = kill(child_pid, Signal::SIGKILL);
+            let _ = waitpid(child_pid, None);
+            e
+        };
+        if let Some(cg) = &cgroup {
+            cg.add_pid(child_pid.as_raw()).map_err(|e| fail(e.into()))?;
+        }
+        parent
+            .send(&Msg::Go)
+            .step(|| "send Go to the exec process")
+            .map_err(fail)?;
+        parent
+            .expect(Msg::Ready, "Ready")
+            .map_err(|e| fail(Error::Init(e.to_string())))?;
+        // The channel is close-on-exec: EOF means execve succeeded.
+        match parent.recv() {
+            Ok(Some(Msg::Error(e))) => return Err(fail(Error::Init(e))),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(fail(Error::Sys {
+                    step: "wait for the exec".into(),
+                    source: e,
+                }))
+            }
+        }
+        if let Some(p) = &o.pid_file {
+            write_pid_file(&absolute(p)?, child_pid)?;
+        }
+        if o.detach {
+            return Ok(0);
+        }
+        let code = forward_and_wait(child_pid)?;
+        restore_mask(&old_mask);
+        Ok(code)
+    }
+}
+
+impl Record {
+    /// The state document for a container that has no record yet (during create).
+    fn oci_state_of(
+        id: &str,
+        pid: Pid,
+        bundle: &Path,
+        rootfs: &Path,
+        ann: &std::collections::HashMap<String, String>,
+        status: Status,
+    ) -> OciState {
+        OciState {
+            oci_version: state::OCI_VERSION.into(),
+            id: id.into(),
+            status,
+            pid: pid.as_raw(),
+            bundle: bundle.into(),
+            rootfs: rootfs.into(),
+            created: state::rfc3339_now(),
+            owner: owner(),
+            annotations: ann.clone(),
+        }
+    }
+}
+
+/// Clone the init (directly, or through an intermediate process that first joins the
+/// namespaces given by path) and return its PID.
+#[allow(clippy::too_many_arguments)]
+fn spawn_init(
+    plan: &Plan,
+    id: &str,
+    child: Channel,
+    start: StartSignal,
+    console: Option<std::os::unix::net::UnixStream>,
+    cgroup: CgroupMounts,
+    o: &CreateOpts,
+    parent_fds: &[RawFd],
+) -> Result<Pid> {
+    let args = |channel: Channel, start: StartSignal, console, cgroup| InitArgs {
+        plan,
+        channel,
+        start,
+        console,
+        cgroup,
+        no_pivot: o.no_pivot,
+        no_new_keyring: o.no_new_keyring,
+        preserve_fds: o.preserve_fds,
+        id,
+    };
+    let flags = plan.new_namespaces.bits();
+    if plan.join_namespaces.is_empty() {
+        return match clone_fork(flags)
+            .step(|| format!("clone the container's init with {:?}", plan.new_namespaces))?
+        {
+            Forked::Child => {
+                close_parent_fds(parent_fds);
+                init::main(args(child, start, console, cgroup))
+            }
+            Forked::Parent(pid) => Ok(pid),
+        };
+    }
+    // Joining: setns in an intermediate process (the PID and user namespaces can only
+    // be entered before the init is forked), which then clones the init.
+    let ns_fds: Vec<(CloneFlags, OwnedFd)> = plan
+        .join_namespaces
+        .iter()
+        .map(|(f, p)| {
+            open(p, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+                .step(|| format!("open namespace {} ({})", p.display(), ns_name(*f)))
+                .map(|fd| (*f, fd))
+        })
+        .collect::<Result<_>>()?;
+    let (inter_parent, inter_child) =
+        sync::pair().step(|| "socketpair for the intermediate process")?;
+    match clone_fork(0).step(|| "fork the intermediate process")? {
+        Forked::Child => {
+            close_parent_fds(parent_fds);
+            drop(inter_parent);
+            for (f, fd) in &ns_fds {
+                if let Err(e) = setns(fd, *f) {
+                    let _ = inter_child.send(&Msg::Error(format!(
+                        "join {} namespace (linux.namespaces path): {e}",
+                        ns_name(*f)
+                    )));
+                    std::process::exit(1);
+                }
+            }
+            drop(ns_fds);
+            match clone_fork(flags) {
+                Ok(Forked::Child) => {
+                    drop(inter_child);
+                    init::main(args(child, start, console, cgroup))
+                }
+                Ok(Forked::Parent(pid)) => {
+                    let _ = inter_child.send(&Msg::InitPid(pid.as_raw()));
+                    std::process::exit(0)
+                }
+                Err(e) => {
+                    let _ =
+                        inter_child.send(&Msg::Error(format!("clone the container's init: {e}")));
+                    std::process::exit(1)
+                }
+            }
+        }
+        Forked::Parent(inter) => {
+            drop(inter_child);
+            let msg = inter_parent
+                .recv()
+                .step(|| "read the init's PID from the intermediate process");
+            let _ = waitpid(inter, None);
+            match msg? {
+                Some(Msg::InitPid(p)) => Ok(Pid::from_raw(p)),
+                Some(Msg::Error(e)) => Err(Error::Init(e)),
+                other => Err(Error::Init(format!(
+                    "intermediate process: unexpected {other:?}"
+                ))),
+            }
+        }
+    }
+}
+
+/// In a forked child: close the descriptors that belong to the parent. The state
+/// lock must not be held by an init that waits for `start` (flock belongs to the open
+/// file, so closing our copy leaves the parent's lock in place), and the parent's end
+/// of the channel must go so that the parent's death reads as EOF.
+fn close_parent_fds(fds: &[RawFd]) {
+    for fd in fds {
+        let _ = nix::unistd::close(*fd);
+    }
+}
+
+fn ns_name(f: CloneFlags) -> &'static str {
+    match f {
+        CloneFlags::CLONE_NEWUSER => "user",
+        CloneFlags::CLONE_NEWIPC => "ipc",
+        CloneFlags::CLONE_NEWUTS => "uts",
+        CloneFlags::CLONE_NEWNET => "net",
+        CloneFlags::CLONE_NEWPID => "pid",
+        CloneFlags::CLONE_NEWCGROUP => "cgroup",
+        CloneFlags::CLONE_NEWNS => "mnt",
+        _ => "time",
+    }
+}
+
+/// Descriptors of the container's namespaces that differ from ours, in join order.
+fn container_namespaces(pid: Pid) -> Result<Vec<(CloneFlags, OwnedFd)>> {
+    use std::os::unix::fs::MetadataExt;
+    let order = [
+        ("user", CloneFlags::CLONE_NEWUSER),
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+        ("net", CloneFlags::CLONE_NEWNET),
+        ("pid", CloneFlags::CLONE_NEWPID),
+        ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+        ("time", CloneFlags::from_bits_retain(0x80)),
+        ("mnt", CloneFlags::CLONE_NEWNS),
+    ];
+    let mut out = Vec::new();
+    for (name, flag) in order {
+        let theirs = format!("/proc/{pid}/ns/{name}");
+        let ours = format!("/proc/self/ns/{name}");
+        let (Ok(a), Ok(b)) = (fs::metadata(&theirs), fs::metadata(&ours)) else {
+            continue;
+        };
+        if a.ino() == b.ino() && a.dev() == b.dev() {
+            continue;
+        }
+        let fd = open(
+            theirs.as_str(),
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .step(|| format!("open {theirs}"))?;
+        out.push((flag, fd));
+    }
+    Ok(out)
+}
+
+fn exec_child(
+    ns: &[(CloneFlags, OwnedFd)],
+    p: &ProcessPlan,
+    console: Option<&std::os::unix::net::UnixStream>,
+    ch: &Channel,
+    preserve_fds: i32,
+) -> Result<std::convert::Infallible> {
+    ch.expect(Msg::Go, "Go")
+        .map_err(|e| Error::Init(e.to_string()))?;
+    for (flag, fd) in ns {
+        if *flag == CloneFlags::CLONE_NEWPID || flag.bits() == 0x80 {
+            continue;
+        }
+        setns(fd.as_fd(), *flag)
+            .step(|| format!("join the container's {} namespace", ns_name(*flag)))?;
+    }
+    if p.terminal {
+        init::setup_terminal(console, p.console_size, false)?;
+    }
+    init::prepare_process(p)?;
+    let program = init::find_program(&p.args[0], &p.env)?;
+    ch.send(&Msg::Ready).step(|| "report ready")?;
+    init::exec_process(p, &program, preserve_fds)
+}
+
+/// Kill the init with SIGKILL and wait until it is gone (a pidfd becomes readable at
+/// exit, whoever the parent is).
+fn stop_init(rec: &Record, cgroup: Option<&Cgroup>, paused: bool) -> Result<()> {
+    let pid = Pid::from_raw(rec.pid);
+    let pidfd = match onggi_sys::pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(Errno::ESRCH) => return Ok(()),
+        Err(e) => return Err(e).step(|| format!("pidfd_open {pid}")),
+    };
+    // The PID could have been reused between the status check and pidfd_open.
+    if !state::process_alive(pid, rec.start_time) {
+        return Ok(());
+    }
+    onggi_sys::pidfd_send_signal(&pidfd, libc::SIGKILL).step(|| format!("kill {pid}"))?;
+    if paused {
+        if let Some(cg) = cgroup {
+            let _ = cg.thaw();
+        }
+    }
+    let mut fds = [nix::poll::PollFd::new(
+        pidfd.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10_000u16)) {
+        Ok(0) => Err(Error::Init(format!(
+            "container init {pid} did not die within 10 s of SIGKILL"
+        ))),
+        r => r.map(drop).step(|| format!("wait for {pid} to exit")),
+    }
+}
+
+fn current_mask() -> Result<SigSet> {
+    let mut old = SigSet::empty();
+    sigprocmask(SigmaskHow::SIG_SETMASK, None, Some(&mut old)).step(|| "read the signal mask")?;
+    Ok(old)
+}
+
+fn block_signals() -> Result<()> {
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&SigSet::all()), None)
+        .step(|| "block signals for forwarding")
+}
+
+fn restore_mask(old: &SigSet) {
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(old), None);
+}
+
+/// Wait for `pid` (our child) while forwarding every signal we receive to it.
+/// Returns its exit code (128 + signal when killed), as a shell reports it.
+fn forward_and_wait(pid: Pid) -> Result<i32> {
+    let mut all = SigSet::all();
+    all.remove(Signal::SIGKILL);
+    all.remove(Signal::SIGSTOP);
+    let mut sfd = SignalFd::with_flags(&all, SfdFlags::SFD_CLOEXEC).step(|| "signalfd")?;
+    loop {
+        // The child may have exited before we got here: check first, then wait.
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) => {}
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e).step(|| format!("wait for {pid}")),
+        }
+        let info = match sfd.read_signal() {
+            Ok(Some(i)) => i,
+            Ok(None) | Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e).step(|| "read signalfd"),
+        };
+        let sig = info.ssi_signo as i32;
+        if sig == libc::SIGCHLD {
+            // Reap other children too (we may be a subreaper for them).
+            continue;
+        }
+        if let Ok(s) = Signal::try_from(sig) {
+            let _ = kill(pid, s);
+        }
+    }
+}
+
+fn owner() -> String {
+    let uid = nix::unistd::getuid();
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(u)) => u.name,
+        _ => uid.to_string(),
+    }
+}
