@@ -49,7 +49,8 @@ struct Cli {
     /// Manage cgroups through systemd (not supported yet: a clear error).
     #[arg(long, global = true)]
     systemd_cgroup: bool,
-    /// Rootless mode: true, false or auto (accepted for runc compatibility).
+    /// Rootless mode: true, false or auto. With `spec`: write a spec for rootless
+    /// containers (a user namespace mapping the caller).
     #[arg(long, global = true, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     rootless: Option<String>,
     /// CRIU binary (accepted for runc compatibility; checkpointing is not supported).
@@ -72,7 +73,7 @@ enum ListFormat {
 }
 
 fn version() -> &'static str {
-    concat!(env!("CARGO_PKG_VERSION"), "\nspec: 1.2.0")
+    concat!("version ", env!("CARGO_PKG_VERSION"), "\nspec: 1.2.0")
 }
 
 #[derive(Args, Debug)]
@@ -170,9 +171,6 @@ enum Command {
         /// Where to write config.json.
         #[arg(short, long, default_value = ".", value_name = "DIR")]
         bundle: PathBuf,
-        /// A spec for rootless containers (user namespace mapping the caller).
-        #[arg(long)]
-        rootless: bool,
     },
     /// Print the runtime's features document (runtime-spec features.md) as JSON.
     Features,
@@ -276,7 +274,10 @@ fn dispatch(cli: &Cli, log: &Logger) -> Result<u8> {
                 .with_context(|| format!("exec in container {:?}", a.id))?;
             return Ok(code.clamp(0, 255) as u8);
         }
-        Command::Spec { bundle, rootless } => write_spec(bundle, *rootless)?,
+        Command::Spec { bundle } => write_spec(
+            bundle,
+            matches!(cli.rootless.as_deref(), Some("true" | "1")),
+        )?,
         Command::Features => println!(
             "{}",
             serde_json::to_string_pretty(&onggi_runtime::features::features())?
@@ -505,5 +506,39 @@ impl Logger {
     fn debug(&self, msg: &str) {
         self.write("debug", msg);
         eprintln!("debug: {msg}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn options_after_the_id_and_signals() {
+        let cli = Cli::try_parse_from([
+            "onggi-runtime",
+            "create",
+            "c1",
+            "--bundle",
+            "/b",
+            "--root",
+            "/r",
+        ])
+        .unwrap();
+        assert_eq!(cli.root, PathBuf::from("/r"));
+        assert!(
+            matches!(cli.command, Command::Create(ref a) if a.id == "c1" && a.bundle == Path::new("/b"))
+        );
+        for s in ["TERM", "SIGTERM", "term", "15"] {
+            assert_eq!(parse_signal(s).unwrap(), Signal::SIGTERM, "{s}");
+        }
+        assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("99").is_err());
     }
 }

@@ -1,6 +1,6 @@
 //! Turning OCI `linux.resources` into an ordered list of control-file writes.
 //!
-//! This is pure: where each controller lives is asked through [`Host`], values are
+//! This is pure: where each controller lives is asked through `Host`, values are
 //! validated and converted here (v1 and v2 spell most knobs differently), and
 //! [`crate::Cgroup::apply`] only executes the list. The mapping follows runc's
 //! `libcontainer/cgroups/fs` (v1) and `fs2` (v2), field by field:

@@ -9,7 +9,6 @@
 use std::fs;
 use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
@@ -898,7 +897,7 @@ fn forward_and_wait(pid: Pid) -> Result<i32> {
     let mut all = SigSet::all();
     all.remove(Signal::SIGKILL);
     all.remove(Signal::SIGSTOP);
-    let mut sfd = SignalFd::with_flags(&all, SfdFlags::SFD_CLOEXEC).step(|| "signalfd")?;
+    let sfd = SignalFd::with_flags(&all, SfdFlags::SFD_CLOEXEC).step(|| "signalfd")?;
     loop {
         // The child may have exited before we got here: check first, then wait.
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
