@@ -234,12 +234,9 @@ impl Runtime {
         };
 
         let hier = Hierarchies::host()?;
+        // Only resolved here; the directories are made after the clone, while the
+        // init does its first mounts (see `bootstrap`).
         let cgroup = Cgroup::new(&hier, &plan.cgroups_path, &own_cgroup(&plan.cgroups_path))?;
-        cgroup.create()?;
-        let cgroup = undo.cgroup.insert(cgroup);
-        if let Some(r) = &plan.resources {
-            cgroup.apply(r)?;
-        }
         let cg_view = if plan
             .mounts
             .iter()
@@ -280,6 +277,7 @@ impl Runtime {
             &[locked.lock_fd(), parent.raw_fd()],
         )?;
         undo.pid = Some(pid);
+        let cgroup = undo.cgroup.insert(cgroup);
         self.bootstrap(&plan, &parent, pid, cgroup, &o.id, &bundle)?;
 
         let record = Record {
@@ -335,6 +333,10 @@ impl Runtime {
                 .step(|| format!("write uid_map of {pid} (linux.uidMappings)"))?;
             fs::write(proc_dir.join("gid_map"), id_map(&plan.gid_mappings))
                 .step(|| format!("write gid_map of {pid} (linux.gidMappings)"))?;
+        }
+        cgroup.create()?;
+        if let Some(r) = &plan.resources {
+            cgroup.apply(r)?;
         }
         cgroup.add_pid(pid.as_raw())?;
         ch.send(&Msg::Go).step(|| "send Go to the init")?;
@@ -691,7 +693,8 @@ fn spawn_init(
         preserve_fds: o.preserve_fds,
         id,
     };
-    let flags = plan.new_namespaces.bits();
+    // The cgroup namespace is unshared by the init once it is in its cgroup.
+    let flags = (plan.new_namespaces - CloneFlags::CLONE_NEWCGROUP).bits();
     if plan.join_namespaces.is_empty() {
         return match clone_fork(flags)
             .step(|| format!("clone the container's init with {:?}", plan.new_namespaces))?

@@ -75,11 +75,11 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
         .process
         .as_ref()
         .expect("create checks that the spec has a process");
-    a.channel
-        .expect(Msg::Go, "Go")
-        .map_err(|e| Error::Init(format!("wait for the parent: {e}")))?;
+    let gate = Gate::new(a);
     let user_ns = plan.new_namespaces.contains(CloneFlags::CLONE_NEWUSER);
     if user_ns {
+        // Nothing can be done in a user namespace before its mappings are written.
+        gate.pass()?;
         // The mappings are written: become the namespace's root.
         setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
             .step(|| "setresgid(0) in the new user namespace")?;
@@ -100,8 +100,10 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
     umask(Mode::empty());
 
     let fs = rootfs::prepare(plan, &a.cgroup)?;
-    fs.mount_all()?;
+    // The cgroup mount binds the container's cgroup directories: they must exist.
+    fs.mount_all(&mut || gate.pass())?;
     fs.setup_dev(user_ns)?;
+    gate.pass()?;
 
     let state = if has_hooks_in_container(plan)
         || !plan.hooks.create_runtime.is_empty()
@@ -164,6 +166,45 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
         state.as_bytes(),
     )?;
     exec_process(process, &program, a.preserve_fds)
+}
+
+/// The point after which the init must be in its cgroup: the parent's `Go` says the
+/// uid/gid maps are written and the init is in the cgroup. Until then the init gets on
+/// with its mounts while the parent makes the cgroup on the other CPU. Right after `Go`,
+/// a new cgroup namespace is unshared, so that its root is the container's cgroup
+/// (cgroup_namespaces(7)), which is why the init is never cloned with CLONE_NEWCGROUP.
+struct Gate<'a> {
+    args: &'a InitArgs<'a>,
+    passed: std::cell::Cell<bool>,
+}
+
+impl<'a> Gate<'a> {
+    fn new(args: &'a InitArgs<'a>) -> Self {
+        Gate {
+            args,
+            passed: std::cell::Cell::new(false),
+        }
+    }
+
+    fn pass(&self) -> Result<()> {
+        if self.passed.replace(true) {
+            return Ok(());
+        }
+        self.args
+            .channel
+            .expect(Msg::Go, "Go")
+            .map_err(|e| Error::Init(format!("wait for the parent: {e}")))?;
+        if self
+            .args
+            .plan
+            .new_namespaces
+            .contains(CloneFlags::CLONE_NEWCGROUP)
+        {
+            nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+                .step(|| "unshare the cgroup namespace")?;
+        }
+        Ok(())
+    }
 }
 
 fn has_hooks_in_container(plan: &Plan) -> bool {

@@ -927,7 +927,7 @@ mod tests {
                 0,
                 Path::new("/t"),
                 Some("tmpfs"),
-                None,
+                Some(Path::new("/src")),
                 &[w.to_string()],
                 Path::new("/b"),
             );
@@ -942,7 +942,7 @@ mod tests {
     fn bad_input_names_the_field() {
         let cases = [
             (
-                r#"{"ociVersion":"1","process":{"args":["sh"],"cwd":"/"}}"#,
+                r#"{"ociVersion":"1","process":{"user":{"uid":0,"gid":0},"args":["sh"],"cwd":"/"}}"#,
                 "root",
             ),
             (
@@ -954,11 +954,11 @@ mod tests {
                 "mounts[0].source",
             ),
             (
-                r#"{"ociVersion":"1","root":{"path":"r"},"process":{"args":["sh"],"cwd":"rel"}}"#,
+                r#"{"ociVersion":"1","root":{"path":"r"},"process":{"user":{"uid":0,"gid":0},"args":["sh"],"cwd":"rel"}}"#,
                 "process.cwd",
             ),
             (
-                r#"{"ociVersion":"1","root":{"path":"r"},"process":{"args":[],"cwd":"/"}}"#,
+                r#"{"ociVersion":"1","root":{"path":"r"},"process":{"user":{"uid":0,"gid":0},"args":[],"cwd":"/"}}"#,
                 "process.args",
             ),
             (
@@ -966,7 +966,7 @@ mod tests {
                 "linux.namespaces[1]",
             ),
             (
-                r#"{"ociVersion":"1","root":{"path":"r"},"linux":{"namespaces":[{"type":"net","path":"rel/ns"}]}}"#,
+                r#"{"ociVersion":"1","root":{"path":"r"},"linux":{"namespaces":[{"type":"network","path":"rel/ns"}]}}"#,
                 "linux.namespaces[0].path",
             ),
             (
@@ -986,7 +986,7 @@ mod tests {
                 "hooks.poststart[0].path",
             ),
             (
-                r#"{"ociVersion":"1","root":{"path":"r"},"process":{"args":["x"],"cwd":"/","rlimits":[{"type":"RLIMIT_NOFILE","soft":2,"hard":1}]}}"#,
+                r#"{"ociVersion":"1","root":{"path":"r"},"process":{"user":{"uid":0,"gid":0},"args":["x"],"cwd":"/","rlimits":[{"type":"RLIMIT_NOFILE","soft":2,"hard":1}]}}"#,
                 "process.rlimits[0]",
             ),
             (

@@ -214,8 +214,12 @@ impl Rootfs<'_> {
     }
 
     /// Step 2: every entry of `mounts`, in order.
-    pub fn mount_all(&self) -> Result<()> {
+    /// `before_cgroup` runs before the first `type: cgroup` mount.
+    pub fn mount_all(&self, before_cgroup: &mut dyn FnMut() -> Result<()>) -> Result<()> {
         for m in &self.plan.mounts {
+            if m.kind == MountKind::Cgroup {
+                before_cgroup()?;
+            }
             self.mount_one(m)?;
         }
         Ok(())
