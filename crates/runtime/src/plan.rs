@@ -239,7 +239,12 @@ pub fn plan(spec: &Spec, bundle: &Path, id: &str) -> Result<Plan> {
         .as_ref()
         .ok_or_else(|| invalid("root", "missing: the spec needs a root filesystem"))?;
     let rootfs = normalize(&bundle.join(root.path()));
-    let linux = spec.linux().clone().unwrap_or_default();
+    // An absent `linux` sets nothing (oci-spec's Default would add every namespace,
+    // masked paths and device rules).
+    let linux = match spec.linux() {
+        Some(l) => l.clone(),
+        None => serde_json::from_str("{}").expect("an empty linux object parses"),
+    };
 
     let (new_namespaces, join_namespaces) = namespaces(&linux)?;
     let uid_mappings = linux.uid_mappings().clone().unwrap_or_default();
