@@ -4,7 +4,7 @@
 # usage: bench/runtime.sh [-r RUNS] [-n HANGRUNS] [-m RSSRUNS] [-t SECS] [-w WARMUP]
 #                         [-o OUT.md] [-k] RUNTIME...
 #   RUNTIME    path or PATH name of a runc-compatible binary: runc, crun,
-#              target/release/onggi-runtime, ... Each one gets its own state dir,
+#              target/x86_64-unknown-linux-gnu/release/onggi-runtime, ... Each one gets its own state dir,
 #              passed as the global flag `--root /tmp/onggi-bench/<name>`.
 #   -r RUNS    hyperfine runs for (a) and (b) (default 30)
 #   -n N       runs of the hang check (d) per runtime (default 500)
@@ -53,8 +53,9 @@ for v in RUNS HANGRUNS RSSRUNS TMO WARM; do
 done
 [[ $RUNS -ge 1 ]] || { echo "runtime.sh: -r must be >= 1" >&2; exit 2; }
 
-die() { echo "runtime.sh: $*" >&2; exit 1; }
-log() { echo "[runtime.sh] $*" >&2; }
+exec {ERRFD}>&2           # the real stderr, also for traps run inside redirected calls
+die() { echo "runtime.sh: $*" >&$ERRFD; exit 1; }
+log() { echo "[runtime.sh] $*" >&$ERRFD; }
 [[ $EUID -eq 0 ]] || die "run as root"
 for t in hyperfine jq timeout flock mountpoint; do command -v $t >/dev/null || die "$t is needed"; done
 TIME=/usr/bin/time
@@ -86,6 +87,7 @@ P=rtb$$                       # container id prefix: rtb<pid>-<runtime#>-<phase>
 U=/sys/fs/cgroup/unified
 WORK="" BUNDLE="" CLEANED=0 STATUS=0 LEFTOVER=0 FIXED_LOG=""
 FIXED=() MADE=() NOTES=() PRE_ONGGI=""
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 HUGETLB_WAS_MOUNTED=0; mountpoint -q /sys/fs/cgroup/hugetlb && HUGETLB_WAS_MOUNTED=1
 PRE_ONGGI=$(find /sys/fs/cgroup -maxdepth 3 -name '*onggi*' 2>/dev/null | sort || true)
 
@@ -112,7 +114,8 @@ sweep() {
 hybrid_apply() {
   [[ -r $U/cgroup.controllers ]] || return 0
   local c d ctrls
-  if [[ $(hier_of hugetlb) != 0 ]] && ! mountpoint -q /sys/fs/cgroup/hugetlb; then
+  local h; h=$(hier_of hugetlb)
+  if [[ -n $h && $h != 0 ]] && ! mountpoint -q /sys/fs/cgroup/hugetlb; then
     log "warning: hugetlb is bound to a v1 hierarchy that is not mounted (left by an earlier unclean revert?)"
   fi
   read -r -a ctrls < "$U/cgroup.controllers" || true
@@ -133,12 +136,20 @@ hybrid_revert() {
   local k c d left t try
   for ((k = ${#FIXED[@]} - 1; k >= 0; k--)); do
     c=${FIXED[k]} d=/sys/fs/cgroup/${FIXED[k]}
-    # the hierarchy was empty when mounted: what is in it now came from the runtimes.
-    # Remove the empty ones (rmdir refuses cgroups with tasks).
-    find "$d" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null || true
-    left=$(find "$d" -mindepth 1 -type d 2>/dev/null | head -3 | tr '\n' ' ')
+    # The hierarchy was empty when mounted: what is in it now came from the runtimes,
+    # or from containers someone else started meanwhile (any runtime that looks for v1
+    # mounts uses it). Remove the empty ones (rmdir refuses cgroups with tasks); wait up
+    # to 30 s for cgroups still in use.
+    for ((t = 0; t < 300; t++)); do
+      find "$d" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null
+      left=$(find "$d" -mindepth 1 -type d 2>/dev/null | head -3 | tr '\n' ' ')
+      [[ -z $left ]] && break
+      [[ $t == 0 ]] && log "waiting up to 30 s for cgroups still in use in $d: $left"
+      sleep 0.1
+    done
     if [[ -n $left ]]; then
-      NOTES+=("NOT unbound $c: $d still has cgroups in use: $left"); LEFTOVER=1; continue
+      NOTES+=("NOT unbound $c: $d still has cgroups in use: $left; once they are gone: find $d -mindepth 1 -depth -type d -exec rmdir {} + ; umount $d; rmdir $d")
+      LEFTOVER=1; continue
     fi
     # A hierarchy is destroyed at umount only if it has no child cgroups at all, dying
     # ones included (removed cgroups linger ~100 ms). Unmounted with children it lives
@@ -159,12 +170,62 @@ hybrid_revert() {
   FIXED=()
 }
 
+# ---- commands in flight ---------------------------------------------------------------
+# Long commands run in the background and are waited for: bash runs a trap (Ctrl-C) only
+# once a foreground child has exited, and hyperfine carries on after SIGINT; `wait` is
+# interrupted at once. On an interrupt, settle() lets the command in flight finish
+# (the watchdog bounds it) so that no half-created container escapes the sweep.
+CUR="" CURHF=0
+bgrun() {  # ERRFILE CMD... (stdin and stdout /dev/null; stderr appended to ERRFILE)
+  local ef=$1; shift
+  "$@" </dev/null >/dev/null 2>>"$ef" {ERRFD}>&- {LOCKFD}>&- &
+  CUR=$!
+  local rc=0
+  { wait "$CUR"; } 2>/dev/null || rc=$?
+  CUR=""
+  return "$rc"
+}
+descendants() {
+  local c
+  for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do echo "$c"; descendants "$c"; done
+}
+running() {  # pid... -> those still running (not gone, not zombies)
+  local p l st
+  for p in "$@"; do
+    l=""; read -r l < "/proc/$p/stat" 2>/dev/null || continue
+    st=${l##*) }; st=${st%% *}
+    [[ $st == Z || $st == X ]] || echo "$p"
+  done
+}
+settle() {
+  [[ -n $CUR ]] || return 0
+  local pids alive t lim
+  pids=$(echo "$CUR"; descendants "$CUR")
+  [[ $CURHF == 1 ]] && kill -TERM "$CUR" 2>/dev/null   # hyperfine: no further runs
+  lim=$(( (TMO > 0 ? TMO : 10) * 10 + 20 ))
+  for ((t = 0; t < lim; t++)); do
+    # shellcheck disable=SC2086
+    alive=$(running $pids)
+    [[ -z $alive ]] && break
+    [[ $t == 0 ]] && log "waiting for the command in flight to end"
+    sleep 0.1
+  done
+  if [[ -n $alive ]]; then
+    # shellcheck disable=SC2086
+    kill -KILL $alive 2>/dev/null
+    NOTES+=("killed processes still running after the interrupt: $(echo $alive)")
+  fi
+  wait "$CUR" 2>/dev/null
+  CUR=""
+}
+
 # ---- cleanup: runs once, at the end or on any exit (error, Ctrl-C, TERM) ------------
 cleanup() {
   [[ $CLEANED == 1 ]] && return 0
   CLEANED=1
   set +e
   local i n d x j
+  settle
   # our background watchdogs
   for j in $(jobs -p); do kill -KILL "$j" 2>/dev/null; done
   for ((i = 0; i < NRT; i++)); do
@@ -182,11 +243,11 @@ cleanup() {
     NOTES+=("cgroups left by the runtimes (removed): $(echo "$x" | head -3 | tr '\n' ' ')")
     echo "$x" | while read -r d; do rmdir "$d" 2>/dev/null; done
   fi
-  # new *onggi* cgroup dirs (e.g. an empty /onggi parent); remove only empty, new ones
-  x=$(comm -13 <(echo "$PRE_ONGGI") <(find /sys/fs/cgroup -maxdepth 3 -name '*onggi*' 2>/dev/null | sort))
+  # onggi's default parent cgroup /onggi, if it appeared during the run and is empty now
+  x=$(comm -13 <(echo "$PRE_ONGGI") <(find /sys/fs/cgroup -maxdepth 3 -type d -name onggi 2>/dev/null | sort))
   if [[ -n $x ]]; then
-    NOTES+=("onggi cgroups left behind (removed when empty): $(echo "$x" | tr '\n' ' ')")
-    echo "$x" | sort -r | while read -r d; do [[ -n $d ]] && rmdir "$d" 2>/dev/null; done
+    NOTES+=("empty parent cgroups left by the runtimes (removed): $(echo "$x" | tr '\n' ' ')")
+    echo "$x" | while read -r d; do [[ -n $d ]] && rmdir "$d" 2>/dev/null; done
   fi
   # the bundle: nothing may be mounted there
   if [[ -n $BUNDLE && -d $BUNDLE ]]; then
@@ -199,11 +260,12 @@ cleanup() {
   fi
   hybrid_revert
   [[ -n $WORK && $KEEP == 1 ]] && NOTES+=("raw data kept in $WORK")
-  # final check
-  x=$(comm -13 <(echo "$PRE_ONGGI") <(find /sys/fs/cgroup -maxdepth 3 -name '*onggi*' 2>/dev/null | sort))
-  [[ -n $x ]] && { NOTES+=("CHECK FAILED: onggi cgroups remain: $(echo "$x" | tr '\n' ' ')"); LEFTOVER=1; }
+  # final check (cgroups named after our containers are ours; other new *onggi* ones are
+  # someone else's containers, e.g. tests running at the same time: noted, not touched)
   x=$(find /sys/fs/cgroup -maxdepth 8 -type d -name "$P-*" 2>/dev/null | head -3)
-  [[ -n $x ]] && { NOTES+=("CHECK FAILED: container cgroups remain: $x"); LEFTOVER=1; }
+  [[ -n $x ]] && { NOTES+=("CHECK FAILED: container cgroups remain: $(echo $x)"); LEFTOVER=1; }
+  x=$(comm -13 <(echo "$PRE_ONGGI") <(find /sys/fs/cgroup -maxdepth 3 -name '*onggi*' 2>/dev/null | sort))
+  [[ -n $x ]] && NOTES+=("*onggi* cgroups that appeared during the run and are not ours (in use by someone else?): $(echo "$x" | head -5 | tr '\n' ' ')")
   if [[ $HUGETLB_WAS_MOUNTED == 0 ]] && mountpoint -q /sys/fs/cgroup/hugetlb; then
     NOTES+=("CHECK FAILED: /sys/fs/cgroup/hugetlb is still mounted"); LEFTOVER=1
   fi
@@ -213,9 +275,10 @@ cleanup() {
 on_exit() {
   local rc=$?
   set +e
+  trap '' INT TERM HUP     # a second Ctrl-C must not cut the clean-up short
   if [[ $CLEANED == 0 ]]; then
     cleanup
-    [[ ${#NOTES[@]} -gt 0 ]] && printf '[runtime.sh] %s\n' "${NOTES[@]}" >&2
+    [[ ${#NOTES[@]} -gt 0 ]] && printf '[runtime.sh] %s\n' "${NOTES[@]}" >&$ERRFD
     [[ $rc == 0 ]] && rc=$STATUS
   fi
   [[ -n $WORK && $KEEP == 0 ]] && rm -rf "$WORK"
@@ -270,21 +333,25 @@ stats() {  # stdin: numbers -> "median min max n" (or "- - - 0")
 row() { local IFS=$'\t'; echo "$*" >> "$SUM"; }
 
 hf() {  # i metric phase cmd-prefix (the id {i} is appended by the caller's template)
-  local i=$1 metric=$2 ph=$3 tmpl=$4 json=$WORK/${LABELS[$1]}.$2.json st fails n
-  hyperfine -N -i --style none --runs 1 --parameter-scan i 1 "$RUNS" \
-    --export-json "$json" "$tmpl" >/dev/null 2>&1 || true
+  local i=$1 metric=$2 tmpl=$4 json=$WORK/${LABELS[$1]}.$2.json st fails killed n
+  CURHF=1
+  bgrun /dev/null hyperfine -N -i --style none --runs 1 --parameter-scan i 1 "$RUNS" \
+    --export-json "$json" "$tmpl" || true
+  CURHF=0
   n=$(sweep "$i"); [[ $n -gt 0 ]] && NOTES+=("${LABELS[i]} $metric: $n container(s) left by failed runs were force-deleted")
   if [[ ! -s $json ]]; then row "${LABELS[i]}" "$metric" ms - - - 0 "hyperfine failed"; return; fi
   st=$(jq -r '.results[] | select(.exit_codes[0] == 0) | .times[0] * 1000' "$json" | stats)
-  fails=$(jq '[.results[] | select(.exit_codes[0] != 0)] | length' "$json")
+  # killed by the watchdog: timeout -s KILL exits 137 (hyperfine may record no code)
+  read -r fails killed < <(jq -r '[.results[] | select(.exit_codes[0] != 0)] as $f
+    | "\($f | length) \([$f[] | select(.exit_codes[0] == null or .exit_codes[0] == 137 or .exit_codes[0] == 124)] | length)"' "$json")
   # shellcheck disable=SC2086
-  row "${LABELS[i]}" "$metric" ms $st "$fails failed"
+  row "${LABELS[i]}" "$metric" ms $st "$fails failed ($killed hung)"
 }
 
 warm() {  # i : untimed runs, so caches and the cgroup parents exist for everyone
   local i=$1 k
   for ((k = 1; k <= WARM; k++)); do
-    "${W[@]}" "${RTS[i]}" --root "$(root_of "$i")" run --bundle "$BUNDLE" "$P-$i-w$k" </dev/null >/dev/null 2>&1 || true
+    bgrun /dev/null "${W[@]}" "${RTS[i]}" --root "$(root_of "$i")" run --bundle "$BUNDLE" "$P-$i-w$k" || true
   done
   sweep "$i" >/dev/null
 }
@@ -292,13 +359,16 @@ warm() {  # i : untimed runs, so caches and the cgroup parents exist for everyon
 # ---- preflight: every runtime must run the bundle once --------------------------------
 OK=()
 for ((i = 0; i < NRT; i++)); do
-  VER[i]=$("${RTS[i]}" --version 2>/dev/null | head -1 || true)
-  if err=$(timeout -s KILL 20 "${RTS[i]}" --root "$(root_of "$i")" run --bundle "$BUNDLE" "$P-$i-p" </dev/null 2>&1 >/dev/null); then
+  VER[i]=$(timeout -s KILL 5 "${RTS[i]}" --version </dev/null 2>/dev/null | head -1 || true)
+  # stderr to a file, not a pipe: a container process left behind may hold it open
+  ef=$WORK/${LABELS[i]}.preflight.err
+  : > "$ef"
+  if bgrun "$ef" timeout -s KILL 20 "${RTS[i]}" --root "$(root_of "$i")" run --bundle "$BUNDLE" "$P-$i-p"; then
     OK[i]=1
   else
-    OK[i]=0; STATUS=1
+    rc=$?; OK[i]=0; STATUS=1
     sweep "$i" >/dev/null
-    err=$(echo "$err" | grep -v '^$' | head -2 | tr '\n' ' ' | cut -c1-200)
+    err="exit $rc$( [[ $rc == 137 ]] && echo ' (killed after 20 s)'): $( { grep -v '^$' "$ef" | head -2 | tr '\n' ' ' | cut -c1-200; } || true)"
     NOTES+=("${LABELS[i]}: preflight \`run\` failed, not measured: $err")
     log "${LABELS[i]}: preflight failed: $err"
   fi
@@ -316,11 +386,13 @@ for ((i = 0; i < NRT; i++)); do
   hf "$i" cycle c "$(q "${W[@]}" "$WORK/cycle.sh" "$RT" "$R" "$BUNDLE")$P-$i-c{i} $(printf %q "$WORK")/$P-$i-c{i}.pid"
   log "$l: (c) peak RSS of run x$RSSRUNS"
   : > "$WORK/$l.rss"
-  fails=0
+  fails=0 hung=0
   for ((k = 1; k <= RSSRUNS; k++)); do
     id=$P-$i-m$k
-    "$TIME" -f %M -o "$WORK/rss.one" "$RT" --root "$R" run --bundle "$BUNDLE" "$id" </dev/null >/dev/null 2>&1 &
-    tp=$!
+    rm -f "$WORK/rss.one"
+    "$TIME" -f %M -o "$WORK/rss.one" "$RT" --root "$R" run --bundle "$BUNDLE" "$id" \
+      </dev/null >/dev/null 2>&1 {ERRFD}>&- {LOCKFD}>&- &
+    tp=$! CUR=$!
     wd=""
     if [[ $TMO != 0 ]]; then   # watchdog without a process between time and the runtime
       ( trap 'kill "$s" 2>/dev/null; exit 0' TERM
@@ -328,27 +400,31 @@ for ((i = 0; i < NRT; i++)); do
         pkill -KILL -P "$tp"; kill -KILL "$tp" ) 2>/dev/null &
       wd=$!
     fi
-    rc=0; wait "$tp" || rc=$?
-    [[ -n $wd ]] && { kill -TERM "$wd" 2>/dev/null; wait "$wd" 2>/dev/null || true; }
+    rc=0; { wait "$tp"; } 2>/dev/null || rc=$?
+    CUR=""
+    if [[ -n $wd ]]; then kill -TERM "$wd" 2>/dev/null || true; wait "$wd" 2>/dev/null || true; fi
     if [[ $rc == 0 ]]; then tail -1 "$WORK/rss.one" >> "$WORK/$l.rss"
-    else fails=$((fails + 1)); rt "$i" delete -f "$id" >/dev/null 2>&1 || true; fi
+    else
+      fails=$((fails + 1)); [[ $rc == 137 ]] && hung=$((hung + 1))
+      rt "$i" delete -f "$id" >/dev/null 2>&1 || true
+    fi
   done
   # shellcheck disable=SC2046
-  row "$l" "peak RSS of run" KiB $(stats < "$WORK/$l.rss") "$fails failed"
+  row "$l" "peak RSS of run" KiB $(stats < "$WORK/$l.rss") "$fails failed ($hung hung)"
 done
 
 # ---- (d) hang check: runtimes interleaved ------------------------------------------
 if [[ $HANGRUNS -gt 0 ]]; then
-  log "(d) hang check: $HANGRUNS x run per runtime, watchdog ${TMO:-10} s, interleaved"
   HT=$TMO; [[ $HT == 0 ]] && HT=10
+  log "(d) hang check: $HANGRUNS x run per runtime, watchdog $HT s, interleaved"
   CSV=$WORK/hang.csv; : > "$CSV"
   for ((k = 1; k <= HANGRUNS; k++)); do
     for ((i = 0; i < NRT; i++)); do
       [[ ${OK[i]} == 1 ]] || continue
       id=$P-$i-h$k
       t0=${EPOCHREALTIME//[.,]/}
-      { timeout -s KILL "$HT" "${RTS[i]}" --root "$(root_of "$i")" run --bundle "$BUNDLE" "$id" \
-          </dev/null >/dev/null 2>>"$WORK/${LABELS[i]}.hang.err"; } 2>/dev/null && rc=0 || rc=$?
+      bgrun "$WORK/${LABELS[i]}.hang.err" timeout -s KILL "$HT" "${RTS[i]}" --root "$(root_of "$i")" \
+        run --bundle "$BUNDLE" "$id" && rc=0 || rc=$?
       t1=${EPOCHREALTIME//[.,]/}
       [[ $rc == 0 ]] || rt "$i" delete -f "$id" >/dev/null 2>&1 || true
       echo "$i,$rc,$((t1 - t0))" >> "$CSV"
@@ -364,7 +440,7 @@ if [[ $HANGRUNS -gt 0 ]]; then
       "ok $ok, hang $hang, fail $fail"
     [[ $hang -gt 0 || $fail -gt 0 ]] && STATUS=1
     if [[ $fail -gt 0 && -s $WORK/${LABELS[i]}.hang.err ]]; then
-      NOTES+=("${LABELS[i]}: hang check errors: $(sort "$WORK/${LABELS[i]}.hang.err" | uniq -c | sort -rn | head -2 | tr -s ' \n' ' ' | cut -c1-200)")
+      NOTES+=("${LABELS[i]}: hang check errors: $( { sort "$WORK/${LABELS[i]}.hang.err" | uniq -c | sort -rn | head -2 | tr -s ' \n' ' ' | cut -c1-200; } || true)")
     fi
   done
 fi
@@ -382,6 +458,7 @@ report() {
   echo "Host: $(uname -sr), $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)," \
        "cgroups $( [[ -f /sys/fs/cgroup/cgroup.controllers ]] && echo v2 || { [[ -d $U ]] && echo hybrid || echo v1; })" \
        "$( [[ -n $FIXED_LOG ]] && echo "($FIXED_LOG bound to cgroup v1 for the run, unbound after)")"
+  echo "Load average: $LOAD0 at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (figures are only comparable on an idle machine)."
   echo "Bundle: scripts/mkbundle.sh, busybox static, runc spec defaults, args [\"/bin/true\"]."
   echo "Watchdog: $( [[ $TMO == 0 ]] && echo 'none in (a)/(b)' || echo "timeout -s KILL $TMO in (a), (b), (d) (adds ~1 ms)")."
   echo "Runs: (a)/(b) $RUNS each (hyperfine -N, fresh id per run, $WARM warm-up), (c) $RSSRUNS, (d) $HANGRUNS."
@@ -397,8 +474,8 @@ report() {
     END {
       for (k = 1; k <= no; k++) for (r = 1; r <= NR; r++) if (met[r] == mets[k]) {
         ratio = (med[r] != "-" && base[met[r]] > 0) ? sprintf("%.2f", med[r] / base[met[r]]) : "-"
-        printf "| %s (%s) | %s | %s | %s-%s | %d | %s | %s |\n", met[r], unit[r], lab[r],
-          fmt(med[r], unit[r]), fmt(mn[r], unit[r]), fmt(mx[r], unit[r]), n[r], f[r], ratio }
+        printf "| %s (%s) | %s | %s | %s | %d | %s | %s |\n", met[r], unit[r], lab[r],
+          fmt(med[r], unit[r]), (mn[r] == "-") ? "-" : fmt(mn[r], unit[r]) "-" fmt(mx[r], unit[r]), n[r], f[r], ratio }
     }' "$SUM"
   echo
   echo "Clean-up check: $( [[ $LEFTOVER == 0 ]] && echo 'nothing left' || echo 'FAILED, see notes');" \

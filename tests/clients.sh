@@ -8,7 +8,7 @@
 # usage: tests/clients.sh [path/to/onggi-runtime]   (root; podman, containerd, busybox-static)
 set -euo pipefail
 
-RT=$(realpath "${1:-target/debug/onggi-runtime}")
+RT=$(realpath "${1:-target/x86_64-unknown-linux-gnu/debug/onggi-runtime}")
 here=$(cd "$(dirname "$0")/.." && pwd)
 T=$(mktemp -d /tmp/onggi-clients.XXXXXX)
 NS=onggi-test

@@ -233,12 +233,30 @@ fn main() -> ExitCode {
     match dispatch(&cli, &log) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let msg = format!("{e:#}");
+            let msg = render(&e);
             log.error(&msg);
             eprintln!("error: {msg}");
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: the library's errors
+/// already end with their source's text, so a cause that the message so far ends
+/// with is not repeated.
+fn render(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if msg.ends_with(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg
 }
 
 fn dispatch(cli: &Cli, log: &Logger) -> Result<u8> {
@@ -420,34 +438,29 @@ fn exec_opts(rt: &Runtime, a: &ExecArgs) -> Result<ExecOpts> {
     })
 }
 
+/// `exec --cap`: add capabilities to the bounding, effective and permitted sets.
 fn add_caps(p: &mut oci_spec::runtime::Process, caps: &[String]) -> Result<()> {
     use oci_spec::runtime::{Capability, LinuxCapabilities};
-    let mut c = p
-        .capabilities()
-        .clone()
-        .unwrap_or_else(|| LinuxCapabilities::default());
+    let mut added = Vec::new();
     for name in caps {
         let bare = name.trim_start_matches("CAP_");
         let cap: Capability = bare
             .parse()
             .map_err(|_| anyhow::anyhow!("--cap {name}: unknown capability"))?;
-        for set in [
-            c.bounding().clone(),
-            c.effective().clone(),
-            c.permitted().clone(),
-        ]
-        .iter_mut()
-        .enumerate()
-        {
-            let mut s = set.1.clone().unwrap_or_default();
-            s.insert(cap);
-            match set.0 {
-                0 => c.set_bounding(Some(s)),
-                1 => c.set_effective(Some(s)),
-                _ => c.set_permitted(Some(s)),
-            };
-        }
+        added.push(cap);
     }
+    let mut c = p.capabilities().clone().unwrap_or_else(|| {
+        serde_json::from_str::<LinuxCapabilities>("{}").expect("an empty object parses")
+    });
+    let with = |set: &Option<oci_spec::runtime::Capabilities>| {
+        let mut s = set.clone().unwrap_or_default();
+        s.extend(added.iter().copied());
+        Some(s)
+    };
+    let (b, e, pm) = (with(c.bounding()), with(c.effective()), with(c.permitted()));
+    c.set_bounding(b);
+    c.set_effective(e);
+    c.set_permitted(pm);
     p.set_capabilities(Some(c));
     Ok(())
 }
@@ -540,5 +553,19 @@ mod tests {
         }
         assert!(parse_signal("NOPE").is_err());
         assert!(parse_signal("99").is_err());
+    }
+
+    #[test]
+    fn causes_are_rendered_once() {
+        let io = std::io::Error::from_raw_os_error(2);
+        let e = anyhow::Error::new(onggi_runtime::Error::ReadConfig {
+            path: "/b/config.json".into(),
+            source: io,
+        })
+        .context("create container \"c\"");
+        assert_eq!(
+            render(&e),
+            "create container \"c\": read /b/config.json: No such file or directory (os error 2)"
+        );
     }
 }

@@ -264,6 +264,11 @@ impl Runtime {
         let (parent, child) = sync::pair().step(|| "socketpair for the bootstrap channel")?;
         if run_mode {
             block_signals()?;
+            if !plan.join_namespaces.is_empty() {
+                // The init is forked by an intermediate process that exits: adopt it,
+                // so that we can wait for it.
+                nix::sys::prctl::set_child_subreaper(true).step(|| "become a child subreaper")?;
+            }
         }
 
         let pid = spawn_init(
@@ -292,7 +297,13 @@ impl Runtime {
             owner: owner(),
             annotations: plan.annotations.clone(),
             cgroups_path: plan.cgroups_path.clone(),
-            cgroup_owned_parents: cgroup.owned_parents(),
+            // The default parent (/onggi) is shared by every container that uses it:
+            // whoever deletes the last one removes it, whoever made it.
+            cgroup_owned_parents: if plan.cgroups_path == plan::default_cgroups_path(&o.id) {
+                cgroup.owned_parents().max(1)
+            } else {
+                cgroup.owned_parents()
+            },
             own_pid_namespace: plan.new_namespaces.contains(CloneFlags::CLONE_NEWPID),
             process: plan.raw_process.clone(),
             poststart: plan.hooks.poststart.clone(),
@@ -363,16 +374,8 @@ impl Runtime {
                 let _ = ch.send(&Msg::Error(e.to_string()));
                 return Err(e);
             }
-            let created = Record::oci_state_of(
-                id,
-                pid,
-                bundle,
-                &plan.rootfs,
-                &plan.annotations,
-                Status::Created,
-            );
             ch.send(&Msg::HooksDone(
-                serde_json::to_string(&created).expect("state serializes"),
+                String::from_utf8(json).expect("serde_json writes UTF-8"),
             ))
             .step(|| "send HooksDone to the init")?;
         }
@@ -399,8 +402,24 @@ impl Runtime {
         )
         .step(|| format!("open {} (is the init still waiting?)", fifo.display()))?;
         nix::unistd::write(&fd, b"0").step(|| format!("write {}", fifo.display()))?;
-        drop(fd);
         fs::remove_file(&fifo).step(|| format!("remove {}", fifo.display()))?;
+        // The init's read end is close-on-exec: once no reader is left (POLLERR on our
+        // write end) the init has run its startContainer hooks and exec'd (or died,
+        // saying why on its stderr). Only then is it "started" for poststart hooks.
+        let mut fds = [nix::poll::PollFd::new(
+            fd.as_fd(),
+            nix::poll::PollFlags::empty(),
+        )];
+        loop {
+            match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
+                Err(Errno::EINTR) => continue,
+                r => {
+                    r.step(|| format!("wait for the init to exec (poll {})", fifo.display()))?;
+                    break;
+                }
+            }
+        }
+        drop(fd);
         let st = serde_json::to_vec(&rec.oci_state(Status::Running)).expect("state serializes");
         hooks::run_all_warn("poststart", &rec.poststart, &st);
         Ok(())
@@ -411,34 +430,44 @@ impl Runtime {
     /// right after start.
     pub fn run(&self, o: &CreateOpts, detach: bool) -> Result<i32> {
         let old_mask = current_mask()?;
-        let l = match self.launch(o, true) {
-            Ok(l) => l,
-            Err(e) => {
-                restore_mask(&old_mask);
-                return Err(e);
-            }
-        };
-        let mut rec = l.record;
-        rec.started = true;
-        l.locked.save(&rec)?;
-        l.channel
-            .send(&Msg::Start)
-            .step(|| "send Start to the init")?;
-        drop(l.channel);
-        let st = serde_json::to_vec(&rec.oci_state(Status::Running)).expect("state serializes");
-        hooks::run_all_warn("poststart", &rec.poststart, &st);
+        let r = self.run_with_blocked_signals(o, detach);
+        restore_mask(&old_mask);
+        r
+    }
+
+    fn run_with_blocked_signals(&self, o: &CreateOpts, detach: bool) -> Result<i32> {
+        let Launched {
+            locked,
+            mut record,
+            channel,
+            pid,
+            cgroup,
+        } = self.launch(o, true)?;
+        record.started = true;
+        let started = locked
+            .save(&record)
+            .and_then(|()| channel.send(&Msg::Start).step(|| "send Start to the init"))
+            .and_then(|()| wait_for_exec(&channel));
+        // Others (state, kill, delete) may act on the container while it runs.
+        drop(locked);
+        if let Err(e) = started {
+            let _ = self.delete(&o.id, true);
+            return Err(e);
+        }
+        let st = serde_json::to_vec(&record.oci_state(Status::Running)).expect("state serializes");
+        hooks::run_all_warn("poststart", &record.poststart, &st);
         if detach {
-            restore_mask(&old_mask);
             return Ok(0);
         }
-        let code = forward_and_wait(l.pid)?;
-        restore_mask(&old_mask);
-        // The container has exited: delete it as runc does after a foreground run.
-        let _ = l.cgroup.destroy();
-        l.locked.remove()?;
-        let st = serde_json::to_vec(&rec.oci_state(Status::Stopped)).expect("state serializes");
-        hooks::run_all_warn("poststop", &rec.poststop, &st);
-        Ok(code)
+        let code = forward_and_wait(pid);
+        // The container has exited: delete it, as runc does after a foreground run
+        // (unless someone already did).
+        match self.store().lock(&o.id, true) {
+            Ok(locked) => self.remove_container(&locked, &record, Some(&cgroup))?,
+            Err(Error::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        code
     }
 
     fn status_of(&self, locked: &Locked, rec: &Record) -> Status {
@@ -519,7 +548,19 @@ impl Runtime {
         if status != Status::Stopped {
             stop_init(&rec, cgroup.as_ref(), status == Status::Paused)?;
         }
-        if let Some(cg) = &cgroup {
+        self.remove_container(&locked, &rec, cgroup.as_ref())
+    }
+
+    /// The end of every container: kill what is left in its cgroup (without a PID
+    /// namespace of its own, the init's death does not take the others along), remove
+    /// the cgroup and the state, then run the poststop hooks.
+    fn remove_container(
+        &self,
+        locked: &Locked,
+        rec: &Record,
+        cgroup: Option<&Cgroup>,
+    ) -> Result<()> {
+        if let Some(cg) = cgroup {
             if !rec.own_pid_namespace {
                 for p in cg.pids().unwrap_or_default() {
                     let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
@@ -622,17 +663,7 @@ impl Runtime {
         parent
             .expect(Msg::Ready, "Ready")
             .map_err(|e| fail(Error::Init(e.to_string())))?;
-        // The channel is close-on-exec: EOF means execve succeeded.
-        match parent.recv() {
-            Ok(Some(Msg::Error(e))) => return Err(fail(Error::Init(e))),
-            Ok(_) => {}
-            Err(e) => {
-                return Err(fail(Error::Sys {
-                    step: "wait for the exec".into(),
-                    source: e,
-                }))
-            }
-        }
+        wait_for_exec(&parent).map_err(fail)?;
         if let Some(p) = &o.pid_file {
             write_pid_file(&absolute(p)?, child_pid)?;
         }
@@ -848,6 +879,16 @@ fn exec_child(
     init::exec_process(p, &program, preserve_fds)
 }
 
+/// After `Start`: the channel is close-on-exec in the init, so end-of-file means the
+/// user's program was exec'd; an `Error` means the last steps failed.
+fn wait_for_exec(ch: &Channel) -> Result<()> {
+    match ch.recv() {
+        Ok(Some(Msg::Error(e))) => Err(Error::Init(e)),
+        Ok(_) => Ok(()),
+        Err(e) => Err(e).step(|| "wait for the init to exec"),
+    }
+}
+
 /// Kill the init with SIGKILL and wait until it is gone (a pidfd becomes readable at
 /// exit, whoever the parent is).
 fn stop_init(rec: &Record, cgroup: Option<&Cgroup>, paused: bool) -> Result<()> {
@@ -926,10 +967,18 @@ fn forward_and_wait(pid: Pid) -> Result<i32> {
     }
 }
 
+/// The caller's user name from /etc/passwd (read directly: NSS cannot be loaded by a
+/// static binary), or the uid.
 fn owner() -> String {
-    let uid = nix::unistd::getuid();
-    match nix::unistd::User::from_uid(uid) {
-        Ok(Some(u)) => u.name,
-        _ => uid.to_string(),
-    }
+    let uid = nix::unistd::getuid().as_raw().to_string();
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                (f.nth(1)? == uid).then(|| name.to_string())
+            })
+        })
+        .unwrap_or(uid)
 }

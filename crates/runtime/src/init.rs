@@ -160,6 +160,8 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
             .expect(Msg::Start, "Start")
             .map_err(|e| Error::Init(format!("wait for start: {e}")))?,
     }
+    // The parent sent the state as "creating"; startContainer hooks see "created".
+    let state = state.replacen("\"status\":\"creating\"", "\"status\":\"created\"", 1);
     hooks::run_all(
         "startContainer",
         &plan.hooks.start_container,

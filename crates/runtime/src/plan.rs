@@ -199,6 +199,11 @@ pub struct Plan {
     pub annotations: HashMap<String, String>,
 }
 
+/// The cgroup of a container whose spec has no `linux.cgroupsPath`.
+pub fn default_cgroups_path(id: &str) -> String {
+    format!("/onggi/{id}")
+}
+
 /// Load `bundle/config.json`.
 pub fn load_spec(bundle: &Path) -> Result<Spec> {
     let path = bundle.join("config.json");
@@ -356,7 +361,7 @@ pub fn plan(spec: &Spec, bundle: &Path, id: &str) -> Result<Plan> {
     let hooks = hooks_plan(spec.hooks().as_ref())?;
     let cgroups_path = match linux.cgroups_path() {
         Some(p) if !p.as_os_str().is_empty() => p.to_string_lossy().into_owned(),
-        _ => format!("/onggi/{id}"),
+        _ => default_cgroups_path(id),
     };
 
     Ok(Plan {

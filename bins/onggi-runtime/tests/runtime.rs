@@ -1,0 +1,1741 @@
+//! Privileged integration tests of the `onggi-runtime` binary: real containers on
+//! this machine, each feature checked from inside the container (a busybox shell
+//! prints what it sees; the test reads the runtime's stdout).
+//!
+//! Every test needs root and skips itself (with a note) otherwise. Tests run in
+//! parallel, so each one has its own `--root`, bundles and output files in a tempdir,
+//! ids unique on the host, and its own cgroup parent (`cgroupsPath` is set to
+//! `/onggi-it<PID>-<test>/<id>`; one test checks the default `/onggi/<id>`). A
+//! [`Fixture`] runs `delete --force` on every id it handed out, removes its cgroup
+//! parent and its tempdir when the test ends, passed or failed; a [`Running`] kills
+//! its runtime process if the test never waited for it.
+//!
+//! The runtime's stdout and stderr go to files, never pipes: a detached container
+//! inherits them and would keep a pipe open long after the runtime has exited.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::Read;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_onggi-runtime");
+const MKBUNDLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/mkbundle.sh");
+/// How long any single command or condition may take before the test fails.
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// Index of the first mount a test appends to mkbundle's seven.
+const FIRST_EXTRA_MOUNT: usize = 7;
+
+// ---------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------
+
+/// What a finished command left behind.
+#[derive(Debug)]
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    /// The stdout file: a container made by `create` or `run --detach` writes here
+    /// after the runtime has exited.
+    stdout_file: PathBuf,
+}
+
+impl Out {
+    /// Require exit code 0.
+    #[track_caller]
+    fn ok(self) -> Out {
+        assert_eq!(self.code, 0, "expected success, got {self:#?}");
+        self
+    }
+
+    /// Require a failure reported the runtime's way (`error: ...` on stderr) whose
+    /// message contains every one of `words`.
+    #[track_caller]
+    fn fails_with(self, words: &[&str]) -> Out {
+        assert_ne!(self.code, 0, "expected failure, got {self:#?}");
+        assert!(
+            self.stderr.starts_with("error:"),
+            "stderr should start with 'error:': {self:#?}"
+        );
+        for w in words {
+            assert!(
+                self.stderr.contains(w),
+                "stderr should mention {w:?}: {self:#?}"
+            );
+        }
+        self
+    }
+
+    fn lines(&self) -> Vec<&str> {
+        self.stdout.lines().collect()
+    }
+
+    /// The stdout file as it is now.
+    fn stdout_now(&self) -> String {
+        read(&self.stdout_file)
+    }
+}
+
+/// A runtime process that has been started and not yet waited for.
+struct Running {
+    child: Option<Child>,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    what: String,
+}
+
+impl Running {
+    fn pid(&self) -> i32 {
+        self.child.as_ref().expect("not waited yet").id() as i32
+    }
+
+    /// Wait (at most [`TIMEOUT`]) for the runtime to exit and collect its output.
+    #[track_caller]
+    fn wait(self) -> Out {
+        self.wait_at_most(TIMEOUT)
+    }
+
+    #[track_caller]
+    fn wait_at_most(mut self, limit: Duration) -> Out {
+        let mut child = self.child.take().expect("waited once");
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(st) = child.try_wait().expect("try_wait") {
+                break st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "`{}` did not finish within {limit:?}\nstdout: {}\nstderr: {}",
+                    self.what,
+                    read(&self.stdout),
+                    read(&self.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        use std::os::unix::process::ExitStatusExt;
+        Out {
+            code: status
+                .code()
+                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+            stdout: read(&self.stdout),
+            stderr: read(&self.stderr),
+            stdout_file: self.stdout.clone(),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn read(p: &Path) -> String {
+    fs::read_to_string(p).unwrap_or_default()
+}
+
+/// One test's world: a tempdir holding its `--root`, bundles and output files; the
+/// container ids it handed out (each deleted with `--force` on drop); and a cgroup
+/// parent of its own, `/onggi-it<PID>-<test>`, that every container it starts is put
+/// under (so parallel tests never share, create or remove one another's parent).
+struct Fixture {
+    test: &'static str,
+    dir: tempfile::TempDir,
+    root: PathBuf,
+    cgroup_parent: String,
+    ids: RefCell<Vec<String>>,
+    seq: Cell<u32>,
+}
+
+impl Fixture {
+    /// `None` (after a note on stderr) when not root: the test then returns early.
+    fn new(test: &'static str) -> Option<Fixture> {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipping {test}: onggi-runtime's integration tests need root");
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("onggi-it-")
+            .tempdir()
+            .expect("tempdir");
+        let root = dir.path().join("state");
+        Template::acquire();
+        Some(Fixture {
+            test,
+            dir,
+            root,
+            cgroup_parent: format!("onggi-it{}-{test}", std::process::id()),
+            ids: RefCell::new(Vec::new()),
+            seq: Cell::new(0),
+        })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn next(&self) -> u32 {
+        let n = self.seq.get();
+        self.seq.set(n + 1);
+        n
+    }
+
+    /// A container id unique on this host, deleted when the fixture drops.
+    fn id(&self, name: &str) -> String {
+        let id = format!("it{}-{}-{name}", std::process::id(), self.test);
+        self.ids.borrow_mut().push(id.clone());
+        id
+    }
+
+    /// A directory for the test's own files (bind mount sources and the like).
+    fn host_dir(&self, name: &str) -> PathBuf {
+        let p = self.path(name);
+        fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    /// A new bundle running `args`, its config.json changed by `edit`: mkbundle.sh's
+    /// bundle, with the rootfs hard-linked from the shared [`Template`] (files must
+    /// not be changed in place: use [`Fixture::own_bundle`] for that).
+    fn bundle(&self, args: &[&str], edit: impl FnOnce(&mut Value)) -> PathBuf {
+        let dir = self.path(&format!("bundle{}", self.next()));
+        fs::create_dir(&dir).unwrap();
+        let template = Template::path();
+        let st = Command::new("cp")
+            .arg("-al")
+            .arg(template.join("rootfs"))
+            .arg(dir.join("rootfs"))
+            .status()
+            .unwrap();
+        assert!(st.success(), "cp -al of the template rootfs");
+        let mut config = config_of(&template);
+        config["process"]["args"] = json!(args);
+        edit(&mut config);
+        write_config(&dir, &config);
+        dir
+    }
+
+    /// Like [`Fixture::bundle`], but a bundle of its own straight from mkbundle.sh.
+    fn own_bundle(&self, args: &[&str], edit: impl FnOnce(&mut Value)) -> PathBuf {
+        let dir = self.path(&format!("bundle{}", self.next()));
+        mkbundle(&dir, args);
+        let mut config = config_of(&dir);
+        edit(&mut config);
+        write_config(&dir, &config);
+        dir
+    }
+
+    /// The `--bundle` argument for container `id`: first points the bundle's
+    /// cgroupsPath at `/<this test's cgroup parent>/<id>` (when config.json is JSON).
+    fn bundle_for<'b>(&self, id: &str, bundle: &'b Path) -> &'b str {
+        let config = fs::read_to_string(bundle.join("config.json")).ok();
+        if let Some(Ok(mut c)) = config.map(|s| serde_json::from_str::<Value>(&s)) {
+            if c["linux"].is_object() {
+                c["linux"]["cgroupsPath"] = json!(format!("/{}/{id}", self.cgroup_parent));
+                write_config(bundle, &c);
+            }
+        }
+        path_str(bundle)
+    }
+
+    /// Start `onggi-runtime --root R ARGS...` with stdin closed and output in files.
+    fn spawn(&self, args: &[&str]) -> Running {
+        let n = self.next();
+        let stdout = self.path(&format!("out{n}"));
+        let stderr = self.path(&format!("err{n}"));
+        let child = Command::new(BIN)
+            .arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(File::create(&stdout).unwrap())
+            .stderr(File::create(&stderr).unwrap())
+            .spawn()
+            .expect("spawn onggi-runtime");
+        Running {
+            child: Some(child),
+            stdout,
+            stderr,
+            what: format!("onggi-runtime {}", args.join(" ")),
+        }
+    }
+
+    /// Run `onggi-runtime --root R ARGS...` to completion.
+    #[track_caller]
+    fn rt(&self, args: &[&str]) -> Out {
+        self.spawn(args).wait()
+    }
+
+    /// `create --bundle B ID`.
+    #[track_caller]
+    fn create(&self, id: &str, bundle: &Path) -> Out {
+        self.rt(&["create", "--bundle", self.bundle_for(id, bundle), id])
+    }
+
+    /// `run` a container in the foreground and return what it printed.
+    #[track_caller]
+    fn run(&self, id: &str, bundle: &Path) -> Out {
+        self.rt(&["run", "--bundle", self.bundle_for(id, bundle), id])
+    }
+
+    /// Start `run` in the foreground with `--pid-file`; returns the runtime process
+    /// and the init's host PID once the init has become the container's program.
+    #[track_caller]
+    fn spawn_run(&self, id: &str, bundle: &Path) -> (Running, i32) {
+        let pid_file = self.path(&format!("{id}.pid"));
+        let run = self.spawn(&[
+            "run",
+            "--pid-file",
+            path_str(&pid_file),
+            "--bundle",
+            self.bundle_for(id, bundle),
+            id,
+        ]);
+        wait_until("the pid file of `run`", || pid_file.exists());
+        let pid: i32 = read(&pid_file).trim().parse().unwrap();
+        // The pid file comes before start: wait for the exec of the program.
+        wait_until("the container's program to run", || {
+            read(Path::new(&format!("/proc/{pid}/comm"))).trim() != "onggi-runtime"
+        });
+        (run, pid)
+    }
+
+    /// Make a container running in the background (`run --detach`); returns the
+    /// init's host PID.
+    #[track_caller]
+    fn run_detached(&self, id: &str, bundle: &Path) -> i32 {
+        self.rt(&[
+            "run",
+            "--detach",
+            "--bundle",
+            self.bundle_for(id, bundle),
+            id,
+        ])
+        .ok();
+        self.pid(id)
+    }
+
+    /// `state ID`, parsed.
+    #[track_caller]
+    fn state(&self, id: &str) -> Value {
+        let out = self.rt(&["state", id]).ok();
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("state JSON: {e}: {out:?}"))
+    }
+
+    #[track_caller]
+    fn status(&self, id: &str) -> String {
+        self.state(id)["status"].as_str().unwrap().to_string()
+    }
+
+    #[track_caller]
+    fn pid(&self, id: &str) -> i32 {
+        self.state(id)["pid"].as_i64().unwrap() as i32
+    }
+
+    #[track_caller]
+    fn wait_status(&self, id: &str, want: &str) {
+        wait_until(&format!("{id} to be {want}"), || self.status(id) == want);
+    }
+
+    fn state_dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    /// The container's cgroup directories, in every hierarchy (v1 or v2).
+    fn cgroup_dirs(&self, id: &str) -> Vec<PathBuf> {
+        cgroup_dirs_of(&format!("{}/{id}", self.cgroup_parent))
+    }
+
+    /// Nothing of `id` is left: no state directory, no cgroup, no process whose
+    /// command line names it (a blocked init still has the runtime's command line).
+    #[track_caller]
+    fn assert_gone(&self, id: &str) {
+        assert!(
+            !self.state_dir(id).exists(),
+            "state directory of {id} left behind"
+        );
+        assert_eq!(
+            self.cgroup_dirs(id),
+            Vec::<PathBuf>::new(),
+            "cgroups of {id} left behind"
+        );
+        assert_eq!(
+            processes_naming(id),
+            Vec::<i32>::new(),
+            "processes of {id} left behind"
+        );
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        Template::release();
+        for id in self.ids.borrow().iter() {
+            let _ = Command::new(BIN)
+                .arg("--root")
+                .arg(&self.root)
+                .args(["delete", "--force", id])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        // The cgroup parent is this test's alone: remove what is left of it (rmdir
+        // only removes empty cgroups). The tempdir removes itself after this.
+        for parent in cgroup_dirs_of(&self.cgroup_parent) {
+            for child in fs::read_dir(&parent).into_iter().flatten().flatten() {
+                if child.path().is_dir() {
+                    let _ = fs::remove_dir(child.path());
+                }
+            }
+            let _ = fs::remove_dir(&parent);
+        }
+    }
+}
+
+/// mkbundle.sh's bundle (running `true`), made once and shared by the bundles of all
+/// the fixtures alive at the time: mkbundle takes a quarter of a second, a hard-linked
+/// copy of its rootfs a few milliseconds. Removed when the last fixture drops (and
+/// made again if another comes later), so nothing outlives the test run.
+struct Template;
+
+/// (live fixtures, the template's directory once made)
+static TEMPLATE: Mutex<(usize, Option<tempfile::TempDir>)> = Mutex::new((0, None));
+
+impl Template {
+    fn lock() -> std::sync::MutexGuard<'static, (usize, Option<tempfile::TempDir>)> {
+        // A test that panicked while holding the lock left consistent data.
+        TEMPLATE.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn acquire() {
+        Self::lock().0 += 1;
+    }
+
+    fn release() {
+        let mut t = Self::lock();
+        t.0 -= 1;
+        if t.0 == 0 {
+            t.1 = None;
+        }
+    }
+
+    /// The template bundle's directory, made on first use.
+    fn path() -> PathBuf {
+        let mut t = Self::lock();
+        if t.1.is_none() {
+            let dir = tempfile::Builder::new()
+                .prefix("onggi-it-template-")
+                .tempdir()
+                .expect("tempdir");
+            mkbundle(&dir.path().join("bundle"), &["true"]);
+            t.1 = Some(dir);
+        }
+        t.1.as_ref().unwrap().path().join("bundle")
+    }
+}
+
+/// `scripts/mkbundle.sh DIR -- ARGS...`
+fn mkbundle(dir: &Path, args: &[&str]) {
+    let out = Command::new("bash")
+        .arg(MKBUNDLE)
+        .arg(dir)
+        .arg("--")
+        .args(args)
+        .output()
+        .expect("run mkbundle.sh");
+    assert!(out.status.success(), "mkbundle.sh: {out:?}");
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("test paths are UTF-8")
+}
+
+/// `sh -c SCRIPT` as process.args.
+fn sh(script: &str) -> Vec<&str> {
+    vec!["sh", "-c", script]
+}
+
+fn config_of(bundle: &Path) -> Value {
+    serde_json::from_str(&fs::read_to_string(bundle.join("config.json")).unwrap()).unwrap()
+}
+
+fn write_config(bundle: &Path, config: &Value) {
+    fs::write(
+        bundle.join("config.json"),
+        serde_json::to_string_pretty(config).unwrap(),
+    )
+    .unwrap();
+}
+
+/// Append a mount to the config.
+fn add_mount(c: &mut Value, m: Value) {
+    c["mounts"].as_array_mut().unwrap().push(m);
+}
+
+/// A bind mount of `src` on `dst` with extra options.
+fn bind(src: &Path, dst: &str, opts: &[&str]) -> Value {
+    let mut options = vec!["rbind"];
+    options.extend_from_slice(opts);
+    json!({"destination": dst, "type": "bind", "source": src, "options": options})
+}
+
+/// Poll `cond` every 2 ms until it holds; fail after [`TIMEOUT`].
+#[track_caller]
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The namespace link of a host process, e.g. `ns_of("self", "net")` = `net:[4026...]`.
+fn ns_of(pid: &str, ns: &str) -> String {
+    fs::read_link(format!("/proc/{pid}/ns/{ns}"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The directories of cgroup `path` (relative to a hierarchy's root) that exist, in
+/// a v2-only /sys/fs/cgroup and in every v1 (or hybrid) hierarchy below it.
+fn cgroup_dirs_of(path: &str) -> Vec<PathBuf> {
+    let base = Path::new("/sys/fs/cgroup");
+    let hierarchies = fs::read_dir(base).into_iter().flatten().flatten();
+    std::iter::once(base.to_path_buf())
+        .chain(hierarchies.map(|e| e.path()))
+        .map(|h| h.join(path))
+        .filter(|p| p.is_dir())
+        .collect()
+}
+
+/// Whether `pid` is a live process (not gone, not a zombie waiting to be reaped).
+fn alive(pid: i32) -> bool {
+    let stat = read(Path::new(&format!("/proc/{pid}/stat")));
+    match stat.rsplit(')').next().map(str::trim_start) {
+        Some(rest) if !stat.is_empty() => !rest.starts_with('Z') && !rest.starts_with('X'),
+        _ => false,
+    }
+}
+
+/// PIDs of live processes whose command line contains `word`.
+fn processes_naming(word: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut pids = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if pid == me || !alive(pid) {
+            continue;
+        }
+        let cmdline = fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(word) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Signals a process catches (SigCgt of /proc/PID/status), as a bit mask.
+fn caught_signals(pid: i32) -> u64 {
+    let status = read(Path::new(&format!("/proc/{pid}/status")));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .unwrap_or(0)
+}
+
+/// Wait until `pid` has a handler for SIGTERM (a shell's `trap` ran).
+#[track_caller]
+fn wait_for_term_trap(pid: i32) {
+    wait_until("the TERM trap", || caught_signals(pid) & (1 << 14) != 0);
+}
+
+// ---------------------------------------------------------------------------------
+// Identity: hostname, namespaces, PID 1, user namespace
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn hostname_and_domainname_come_from_the_spec() {
+    let Some(fx) = Fixture::new("hostname") else {
+        return;
+    };
+    let b = fx.bundle(&sh("hostname; cat /proc/sys/kernel/domainname"), |c| {
+        c["hostname"] = json!("box-h");
+        c["domainname"] = json!("example.test");
+    });
+    let out = fx.run(&fx.id("c"), &b).ok();
+    assert_eq!(out.lines(), ["box-h", "example.test"]);
+}
+
+#[test]
+fn every_namespace_differs_from_the_hosts() {
+    let Some(fx) = Fixture::new("nsnew") else {
+        return;
+    };
+    let b = fx.bundle(
+        &sh("for n in pid mnt uts ipc net cgroup; do echo $n $(readlink /proc/self/ns/$n); done"),
+        |c| {
+            c["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "cgroup"}));
+        },
+    );
+    let out = fx.run(&fx.id("c"), &b).ok();
+    assert_eq!(out.lines().len(), 6, "{out:?}");
+    for line in out.lines() {
+        let (ns, inside) = line.split_once(' ').unwrap();
+        assert!(inside.starts_with(&format!("{ns}:[")), "{line}");
+        assert_ne!(inside, ns_of("self", ns), "{ns} namespace is the host's");
+    }
+}
+
+/// A bundle whose uts and network namespaces are those of host process `pid`.
+fn joining_bundle(fx: &Fixture, pid: i32) -> PathBuf {
+    fx.bundle(
+        &sh("hostname; readlink /proc/self/ns/net; readlink /proc/self/ns/uts"),
+        |c| {
+            c.as_object_mut().unwrap().remove("hostname");
+            for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
+                match ns["type"].as_str().unwrap() {
+                    "uts" => ns["path"] = json!(format!("/proc/{pid}/ns/uts")),
+                    "network" => ns["path"] = json!(format!("/proc/{pid}/ns/net")),
+                    _ => {}
+                }
+            }
+        },
+    )
+}
+
+#[test]
+fn namespace_path_joins_another_containers_namespaces() {
+    let Some(fx) = Fixture::new("nsjoin") else {
+        return;
+    };
+    let first = fx.bundle(&["sleep", "30"], |c| c["hostname"] = json!("shared-uts"));
+    let pid = fx.run_detached(&fx.id("first"), &first);
+    let second = joining_bundle(&fx, pid);
+    let id = fx.id("second");
+    // The init inherits create's stdout: read it once the container has stopped.
+    let created = fx.create(&id, &second).ok();
+    fx.rt(&["start", &id]).ok();
+    fx.wait_status(&id, "stopped");
+    let p = pid.to_string();
+    assert_eq!(
+        created.stdout_now(),
+        format!("shared-uts\n{}\n{}\n", ns_of(&p, "net"), ns_of(&p, "uts"))
+    );
+    assert_ne!(ns_of(&p, "net"), ns_of("self", "net"));
+}
+
+#[test]
+fn namespace_path_works_with_run_in_the_foreground() {
+    let Some(fx) = Fixture::new("nsjoinrun") else {
+        return;
+    };
+    let first = fx.bundle(&["sleep", "30"], |c| c["hostname"] = json!("shared-uts"));
+    let pid = fx.run_detached(&fx.id("first"), &first);
+    let second = joining_bundle(&fx, pid);
+    let id = fx.id("second");
+    let out = fx.run(&id, &second).ok();
+    let p = pid.to_string();
+    assert_eq!(
+        out.lines(),
+        ["shared-uts", &ns_of(&p, "net"), &ns_of(&p, "uts")]
+    );
+    fx.assert_gone(&id);
+}
+
+#[test]
+fn the_program_is_pid_1() {
+    let Some(fx) = Fixture::new("pid1") else {
+        return;
+    };
+    let b = fx.bundle(&sh("echo $$"), |_| {});
+    assert_eq!(fx.run(&fx.id("c"), &b).ok().stdout, "1\n");
+}
+
+#[test]
+fn user_namespace_maps_container_root_to_a_host_range() {
+    let Some(fx) = Fixture::new("userns") else {
+        return;
+    };
+    // The mapped root (host uid 100000) must be able to walk to the bundle.
+    fs::set_permissions(fx.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let shared = fx.host_dir("shared");
+    // Its own bundle: the rootfs is chowned in place.
+    let b = fx.own_bundle(
+        &sh("id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map; echo hi > /shared/f"),
+        |c| {
+            c["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "user"}));
+            let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+            c["linux"]["uidMappings"] = map.clone();
+            c["linux"]["gidMappings"] = map;
+            add_mount(c, bind(&shared, "/shared", &[]));
+        },
+    );
+    for p in [b.join("rootfs"), shared.clone()] {
+        let st = Command::new("chown")
+            .args(["-R", "-h", "100000:100000"])
+            .arg(&p)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let out = fx.run(&fx.id("c"), &b).ok();
+    let lines = out.lines();
+    assert_eq!(lines[..2], ["0", "0"], "{out:?}");
+    for map in &lines[2..4] {
+        let fields: Vec<&str> = map.split_whitespace().collect();
+        assert_eq!(fields, ["0", "100000", "65536"], "{out:?}");
+    }
+    let f = fs::metadata(shared.join("f")).unwrap();
+    assert_eq!(
+        (f.uid(), f.gid()),
+        (100000, 100000),
+        "owner of a file written by the container's root"
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Mounts
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn tmpfs_mount_with_size_option() {
+    let Some(fx) = Fixture::new("tmpfs") else {
+        return;
+    };
+    let b = fx.bundle(&sh("grep ' /tmp2 ' /proc/mounts"), |c| {
+        add_mount(
+            c,
+            json!({"destination": "/tmp2", "type": "tmpfs", "source": "tmpfs",
+                   "options": ["nosuid", "size=1m"]}),
+        )
+    });
+    let out = fx.run(&fx.id("c"), &b).ok();
+    let fields: Vec<&str> = out.stdout.split_whitespace().collect();
+    assert_eq!(fields[1..3], ["/tmp2", "tmpfs"], "{out:?}");
+    assert!(fields[3].contains("size=1024k"), "{out:?}");
+    assert!(fields[3].contains("nosuid"), "{out:?}");
+}
+
+#[test]
+fn bind_mounts_read_write_and_read_only() {
+    let Some(fx) = Fixture::new("bind") else {
+        return;
+    };
+    let rw = fx.host_dir("rw");
+    let ro = fx.host_dir("ro");
+    fs::write(rw.join("in"), "from-host\n").unwrap();
+    fs::write(ro.join("in"), "ro-content\n").unwrap();
+    let b = fx.bundle(
+        &sh("cat /mnt/rw/in /mnt/ro/in; echo out > /mnt/rw/out; \
+             if echo x 2>/dev/null > /mnt/ro/out; then echo ro-writable; else echo ro-refused; fi"),
+        |c| {
+            add_mount(c, bind(&rw, "/mnt/rw", &["rw"]));
+            add_mount(c, bind(&ro, "/mnt/ro", &["ro"]));
+        },
+    );
+    let out = fx.run(&fx.id("c"), &b).ok();
+    assert_eq!(out.lines(), ["from-host", "ro-content", "ro-refused"]);
+    assert_eq!(fs::read_to_string(rw.join("out")).unwrap(), "out\n");
+    assert!(!ro.join("out").exists());
+}
+
+#[test]
+fn readonly_root_refuses_writes() {
+    let Some(fx) = Fixture::new("roroot") else {
+        return;
+    };
+    let script = "if touch /x 2>/dev/null; then echo wrote; else echo refused; fi";
+    let ro = fx.bundle(&sh(script), |c| c["root"]["readonly"] = json!(true));
+    assert_eq!(fx.run(&fx.id("ro"), &ro).ok().stdout, "refused\n");
+    let rw = fx.bundle(&sh(script), |c| c["root"]["readonly"] = json!(false));
+    assert_eq!(fx.run(&fx.id("rw"), &rw).ok().stdout, "wrote\n");
+    assert!(rw.join("rootfs/x").exists());
+}
+
+#[test]
+fn rootfs_propagation_is_accepted_and_applied() {
+    let Some(fx) = Fixture::new("rprop") else {
+        return;
+    };
+    // The optional fields (shared:N, master:N) of the root mount's mountinfo line.
+    let script =
+        "awk '$5 == \"/\" { for (i = 7; $i != \"-\"; i++) printf \"%s \", $i; print \"end\" }' \
+                  /proc/self/mountinfo";
+    for (i, prop) in [
+        "private", "rprivate", "slave", "rslave", "shared", "rshared",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let b = fx.bundle(&sh(script), |c| {
+            c["linux"]["rootfsPropagation"] = json!(prop)
+        });
+        let out = fx.run(&fx.id(&format!("p{i}")), &b).ok();
+        let root_line = out.lines().last().copied().unwrap_or_default().to_string();
+        match *prop {
+            "private" | "rprivate" => {
+                assert!(!root_line.contains("shared:"), "{prop}: {root_line}")
+            }
+            "shared" | "rshared" => assert!(root_line.contains("shared:"), "{prop}: {root_line}"),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn mount_through_a_symlink_out_of_the_rootfs_fails_and_leaves_nothing() {
+    let Some(fx) = Fixture::new("mntescape") else {
+        return;
+    };
+    let b = fx.bundle(&["true"], |c| {
+        add_mount(
+            c,
+            json!({"destination": "/evil/x", "type": "tmpfs", "source": "tmpfs"}),
+        )
+    });
+    std::os::unix::fs::symlink("../../..", b.join("rootfs/evil")).unwrap();
+    let id = fx.id("c");
+    fx.create(&id, &b)
+        .fails_with(&[&format!("mounts[{FIRST_EXTRA_MOUNT}]")]);
+    fx.assert_gone(&id);
+    assert!(!b.join("x").exists() && !fx.dir.path().join("x").exists());
+}
+
+// ---------------------------------------------------------------------------------
+// /dev
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn dev_has_the_default_devices_links_and_shm() {
+    let Some(fx) = Fixture::new("dev") else {
+        return;
+    };
+    let b = fx.bundle(
+        &sh("for d in null zero full random urandom tty fuse; do \
+               stat -c '%n %F %t:%T' /dev/$d; done; \
+             for l in ptmx fd stdin stdout stderr; do echo /dev/$l $(readlink /dev/$l); done; \
+             grep ' /dev/shm ' /proc/mounts | cut -d' ' -f3; \
+             echo x > /dev/null && echo null-writable"),
+        |c| {
+            c["linux"]["devices"] = json!([{"path": "/dev/fuse", "type": "c",
+                "major": 10, "minor": 229, "fileMode": 438, "uid": 0, "gid": 0}]);
+        },
+    );
+    let out = fx.run(&fx.id("c"), &b).ok();
+    let chr = "character special file";
+    let want = [
+        format!("/dev/null {chr} 1:3"),
+        format!("/dev/zero {chr} 1:5"),
+        format!("/dev/full {chr} 1:7"),
+        format!("/dev/random {chr} 1:8"),
+        format!("/dev/urandom {chr} 1:9"),
+        format!("/dev/tty {chr} 5:0"),
+        format!("/dev/fuse {chr} a:e5"),
+        "/dev/ptmx pts/ptmx".into(),
+        "/dev/fd /proc/self/fd".into(),
+        "/dev/stdin /proc/self/fd/0".into(),
+        "/dev/stdout /proc/self/fd/1".into(),
+        "/dev/stderr /proc/self/fd/2".into(),
+        "tmpfs".into(),
+        "null-writable".into(),
+    ];
+    assert_eq!(out.lines(), want, "{out:?}");
+}
+
+// ---------------------------------------------------------------------------------
+// The process
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn process_env_cwd_and_user() {
+    let Some(fx) = Fixture::new("procuser") else {
+        return;
+    };
+    let b = fx.bundle(&sh("echo $FOO; pwd; id -u; id -g; id -G"), |c| {
+        c["process"]["env"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("FOO=bar"));
+        c["process"]["cwd"] = json!("/tmp");
+        c["process"]["user"] = json!({"uid": 1000, "gid": 1000, "additionalGids": [5, 65534]});
+    });
+    let out = fx.run(&fx.id("c"), &b).ok();
+    let lines = out.lines();
+    assert_eq!(lines[..4], ["bar", "/tmp", "1000", "1000"], "{out:?}");
+    let mut groups: BTreeSet<&str> = lines[4].split_whitespace().collect();
+    groups.remove("1000");
+    assert_eq!(groups, BTreeSet::from(["5", "65534"]), "{out:?}");
+}
+
+#[test]
+fn process_umask_rlimits_and_oom_score_adj() {
+    let Some(fx) = Fixture::new("proclimits") else {
+        return;
+    };
+    let b = fx.bundle(
+        &sh("umask; ulimit -n; ulimit -Hn; cat /proc/self/oom_score_adj"),
+        |c| {
+            c["process"]["user"]["umask"] = json!(23);
+            c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 123, "hard": 456}]);
+            c["process"]["oomScoreAdj"] = json!(321);
+        },
+    );
+    let out = fx.run(&fx.id("c"), &b).ok();
+    assert_eq!(out.lines(), ["0027", "123", "456", "321"]);
+}
+
+#[test]
+fn sysctls_are_written_in_the_containers_namespaces() {
+    let Some(fx) = Fixture::new("sysctl") else {
+        return;
+    };
+    let b = fx.bundle(
+        &sh("cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/msgmax"),
+        |c| {
+            c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1", "kernel.msgmax": "4242"});
+        },
+    );
+    let out = fx.run(&fx.id("c"), &b).ok();
+    assert_eq!(out.lines(), ["1", "4242"]);
+    assert_ne!(read(Path::new("/proc/sys/kernel/msgmax")).trim(), "4242");
+}
+
+// ---------------------------------------------------------------------------------
+// run: exit codes and signals
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn run_returns_the_containers_exit_code() {
+    let Some(fx) = Fixture::new("exitcode") else {
+        return;
+    };
+    let b = fx.bundle(&sh("exit 42"), |_| {});
+    let id = fx.id("c");
+    assert_eq!(fx.run(&id, &b).code, 42);
+    fx.assert_gone(&id);
+}
+
+#[test]
+fn run_returns_128_plus_the_signal_that_killed_it() {
+    let Some(fx) = Fixture::new("exitsig") else {
+        return;
+    };
+    let b = fx.bundle(&["sleep", "30"], |_| {});
+    let id = fx.id("c");
+    let (run, pid) = fx.spawn_run(&id, &b);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
+    let out = run.wait();
+    assert_eq!(out.code, 128 + 9, "{out:?}");
+    fx.assert_gone(&id);
+}
+
+#[test]
+fn run_forwards_signals_to_the_container() {
+    let Some(fx) = Fixture::new("forward") else {
+        return;
+    };
+    let b = fx.bundle(&sh("trap 'exit 5' TERM; sleep 30 & wait"), |_| {});
+    let id = fx.id("c");
+    let (run, pid) = fx.spawn_run(&id, &b);
+    wait_for_term_trap(pid);
+    let runtime = nix::unistd::Pid::from_raw(run.pid());
+    nix::sys::signal::kill(runtime, nix::sys::signal::SIGTERM).unwrap();
+    assert_eq!(run.wait().code, 5);
+    fx.assert_gone(&id);
+}
+
+#[test]
+fn state_and_kill_work_while_run_is_in_the_foreground() {
+    let Some(fx) = Fixture::new("runlock") else {
+        return;
+    };
+    let b = fx.bundle(&["sleep", "30"], |_| {});
+    let id = fx.id("c");
+    let (run, pid) = fx.spawn_run(&id, &b);
+    let state = fx
+        .spawn(&["state", &id])
+        .wait_at_most(Duration::from_secs(2));
+    let st: Value = serde_json::from_str(&state.ok().stdout).unwrap();
+    assert_eq!(
+        (st["status"].as_str(), st["pid"].as_i64()),
+        (Some("running"), Some(pid as i64))
+    );
+    fx.spawn(&["kill", &id, "KILL"])
+        .wait_at_most(Duration::from_secs(2))
+        .ok();
+    assert_eq!(run.wait().code, 128 + 9);
+    fx.assert_gone(&id);
+}
+
+// ---------------------------------------------------------------------------------
+// Hooks
+// ---------------------------------------------------------------------------------
+
+/// A hook that appends "NAME STATE-JSON" to `log` after running `before`, in one
+/// write (hooks may run at the same time). It runs the host's sh, except
+/// startContainer, which runs after pivot_root: the container's busybox sh, with
+/// `log`'s directory bind-mounted at its host path.
+fn logging_hook(name: &str, log: &Path, before: &str) -> Value {
+    let script = format!(
+        "{before} state=$(cat); printf '%s %s\\n' {name} \"$state\" >> {}",
+        log.display()
+    );
+    json!({
+        "path": "/bin/sh",
+        "args": ["sh", "-c", script],
+        "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+    })
+}
+
+/// What the logging hooks of one container wrote: (hook name, state JSON) in the
+/// order they ran, as it stood after each lifecycle step.
+struct HookLog {
+    id: String,
+    /// The init's host PID.
+    pid: i32,
+    after_create: Vec<(String, Value)>,
+    after_stop: Vec<(String, Value)>,
+    after_delete: Vec<(String, Value)>,
+}
+
+/// Create, start (wait for the exit) and delete a container of `true` with one
+/// logging hook of each kind, startContainer's delayed by `start_delay`.
+fn run_all_hooks(fx: &Fixture, start_delay: &str) -> HookLog {
+    let logs = fx.host_dir("hooklog");
+    let log = logs.join("log");
+    let b = fx.bundle(&["true"], |c| {
+        c["hooks"] = json!({
+            "prestart": [logging_hook("prestart", &log, "")],
+            "createRuntime": [logging_hook("createRuntime", &log, "")],
+            "createContainer": [logging_hook("createContainer", &log, "")],
+            "startContainer": [logging_hook("startContainer", &log, start_delay)],
+            "poststart": [logging_hook("poststart", &log, "")],
+            "poststop": [logging_hook("poststop", &log, "")],
+        });
+        add_mount(c, bind(&logs, path_str(&logs), &[]));
+    });
+    let entries = || -> Vec<(String, Value)> {
+        read(&log)
+            .lines()
+            .map(|l| {
+                let (name, st) = l.split_once(' ').unwrap();
+                let st = serde_json::from_str(st).unwrap_or_else(|e| panic!("{name}: {e}: {st}"));
+                (name.to_string(), st)
+            })
+            .collect()
+    };
+    let id = fx.id("c");
+    fx.create(&id, &b).ok();
+    let pid = fx.pid(&id);
+    let after_create = entries();
+    fx.rt(&["start", &id]).ok();
+    fx.wait_status(&id, "stopped");
+    let after_stop = entries();
+    fx.rt(&["delete", &id]).ok();
+    HookLog {
+        id,
+        pid,
+        after_create,
+        after_stop,
+        after_delete: entries(),
+    }
+}
+
+fn names(entries: &[(String, Value)]) -> Vec<&str> {
+    entries.iter().map(|(n, _)| n.as_str()).collect()
+}
+
+#[test]
+fn hooks_run_at_their_lifecycle_step_with_the_init_pid() {
+    let Some(fx) = Fixture::new("hooksteps") else {
+        return;
+    };
+    let log = run_all_hooks(&fx, "");
+    assert_eq!(
+        names(&log.after_create),
+        ["prestart", "createRuntime", "createContainer"]
+    );
+    let mut started = names(&log.after_stop)[3..].to_vec();
+    started.sort();
+    assert_eq!(started, ["poststart", "startContainer"]);
+    assert_eq!(names(&log.after_delete)[5..], ["poststop"]);
+    for (name, st) in &log.after_delete {
+        assert_eq!(st["id"], log.id.as_str(), "{name}: {st}");
+        let pid = st["pid"].as_i64().unwrap_or(0) as i32;
+        // poststop: the init is gone; runc reports no pid then.
+        if name != "poststop" || pid != 0 {
+            assert_eq!(pid, log.pid, "{name} got the wrong pid: {st}");
+        }
+    }
+}
+
+#[test]
+fn hooks_run_in_the_specs_order() {
+    let Some(fx) = Fixture::new("hookorder") else {
+        return;
+    };
+    // A slow startContainer hook must still come before poststart.
+    let log = run_all_hooks(&fx, "sleep 0.2;");
+    assert_eq!(
+        names(&log.after_delete),
+        [
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "startContainer",
+            "poststart",
+            "poststop"
+        ]
+    );
+}
+
+#[test]
+fn hooks_receive_the_status_of_their_step() {
+    let Some(fx) = Fixture::new("hookstate") else {
+        return;
+    };
+    let log = run_all_hooks(&fx, "");
+    assert_eq!(log.after_delete.len(), 6, "{:?}", log.after_delete);
+    for (name, st) in &log.after_delete {
+        let want = match name.as_str() {
+            "prestart" | "createRuntime" | "createContainer" => "creating",
+            "startContainer" => "created",
+            "poststart" => "running",
+            _ => "stopped",
+        };
+        assert_eq!(st["status"], want, "{name}: {st}");
+    }
+}
+
+#[test]
+fn a_failing_create_runtime_hook_fails_create_and_leaves_nothing() {
+    let Some(fx) = Fixture::new("hookfail") else {
+        return;
+    };
+    let b = fx.bundle(&["true"], |c| {
+        c["hooks"] =
+            json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 1"]}]});
+    });
+    let id = fx.id("c");
+    fx.create(&id, &b).fails_with(&["createRuntime"]);
+    fx.assert_gone(&id);
+}
+
+#[test]
+fn a_hook_past_its_timeout_fails_create_quickly() {
+    let Some(fx) = Fixture::new("hooktimeout") else {
+        return;
+    };
+    let b = fx.bundle(&["true"], |c| {
+        c["hooks"] = json!({"createRuntime": [
+            {"path": "/bin/sh", "args": ["sh", "-c", "exec sleep 5"], "timeout": 1}]});
+    });
+    let id = fx.id("c");
+    let t0 = Instant::now();
+    fx.create(&id, &b)
+        .fails_with(&["createRuntime", "timed out"]);
+    assert!(
+        t0.elapsed() < Duration::from_millis(2500),
+        "took {:?}",
+        t0.elapsed()
+    );
+    fx.assert_gone(&id);
+}
+
+// ---------------------------------------------------------------------------------
+// Console socket
+// ---------------------------------------------------------------------------------
+
+/// Accept one connection on `listener` and receive the descriptor sent with it.
+fn receive_fd(listener: &UnixListener) -> OwnedFd {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::AsRawFd;
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    let stream = loop {
+        match listener.accept() {
+            Ok((s, _)) => break s,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(
+                    Instant::now() < deadline,
+                    "nobody connected to the console socket"
+                );
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    };
+    stream.set_nonblocking(false).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut buf = [0u8; 256];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::empty(),
+    )
+    .expect("recvmsg on the console socket");
+    for c in msg.cmsgs().expect("control messages") {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: SCM_RIGHTS has just installed this descriptor in our table and
+            // nothing else refers to it, so the OwnedFd becomes its only owner.
+            return unsafe { OwnedFd::from_raw_fd(fds[0]) };
+        }
+    }
+    panic!("no descriptor came over the console socket");
+}
+
+/// Everything the pty master yields until the slave side is closed (EIO).
+fn read_all_from_master(master: OwnedFd) -> String {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut f = File::from(master);
+    let mut out = Vec::new();
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let mut fds = [PollFd::new(f.as_fd(), PollFlags::POLLIN)];
+        if poll(&mut fds, PollTimeout::from(100u16)).unwrap() == 0 {
+            assert!(Instant::now() < deadline, "pty stayed silent: {out:?}");
+            continue;
+        }
+        let mut buf = [0u8; 1024];
+        match f.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn terminal_goes_to_the_console_socket() {
+    let Some(fx) = Fixture::new("console") else {
+        return;
+    };
+    let sock = fx.path("console.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let b = fx.bundle(&sh("test -t 0 && test -t 1 && echo tty-ok"), |c| {
+        c["process"]["terminal"] = json!(true)
+    });
+    let id = fx.id("c");
+    let run = fx.spawn(&[
+        "run",
+        "--console-socket",
+        path_str(&sock),
+        "--bundle",
+        fx.bundle_for(&id, &b),
+        &id,
+    ]);
+    let master = receive_fd(&listener);
+    let text = read_all_from_master(master);
+    let out = run.wait().ok();
+    assert!(text.contains("tty-ok"), "pty said {text:?}; {out:?}");
+    fx.assert_gone(&id);
+}
+
+#[test]
+fn terminal_without_console_socket_is_refused() {
+    let Some(fx) = Fixture::new("noconsole") else {
+        return;
+    };
+    let b = fx.bundle(&["true"], |c| c["process"]["terminal"] = json!(true));
+    let id = fx.id("c");
+    fx.create(&id, &b)
+        .fails_with(&["process.terminal", "console-socket"]);
+    fx.assert_gone(&id);
+}
+
+// ---------------------------------------------------------------------------------
+// Lifecycle
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn create_waits_for_start_and_state_reports_it() {
+    let Some(fx) = Fixture::new("lifecycle") else {
+        return;
+    };
+    let shared = fx.host_dir("shared");
+    let b = fx.bundle(&sh("touch /shared/started"), |c| {
+        add_mount(c, bind(&shared, "/shared", &[]))
+    });
+    let id = fx.id("c");
+    fx.create(&id, &b).ok();
+
+    let st = fx.state(&id);
+    assert!(
+        st["ociVersion"].as_str().is_some_and(|v| !v.is_empty()),
+        "{st}"
+    );
+    assert_eq!(st["id"], id.as_str());
+    assert_eq!(st["status"], "created");
+    assert_eq!(st["bundle"], path_str(&b));
+    let pid = st["pid"].as_i64().unwrap() as i32;
+    assert!(pid > 0 && alive(pid), "{st}");
+    assert!(!fx.cgroup_dirs(&id).is_empty(), "create made no cgroup");
+    // The program must not run before start.
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        !shared.join("started").exists(),
+        "the program ran before start"
+    );
+
+    fx.rt(&["start", &id]).ok();
+    wait_until("the program to run", || shared.join("started").exists());
+    fx.wait_status(&id, "stopped");
+    fx.rt(&["start", &id]).fails_with(&[&id, "stopped"]);
+
+    fx.rt(&["delete", &id]).ok();
+    fx.assert_gone(&id);
+    fx.rt(&["state", &id]).fails_with(&["does not exist"]);
+}
+
+#[test]
+fn start_twice_is_refused() {
+    let Some(fx) = Fixture::new("start2") else {
+        return;
+    };
+    let b = fx.bundle(&["sleep", "30"], |_| {});
+    let id = fx.id("c");
+    fx.create(&id, &b).ok();
+    fx.rt(&["start", &id]).ok();
+    assert_eq!(fx.status(&id), "running");
+    fx.rt(&["start", &id]).fails_with(&["running"]);
+}
+
+#[test]
+fn kill_by_name_or_number_stops_the_container() {
+    let Some(fx) = Fixture::new("kill") else {
+        return;
+    };
+    // sh as PID 1 ignores TERM unless it traps it.
+    let b = fx.bundle(&sh("trap 'exit 3' TERM; sleep 30 & wait"), |_| {});
+    for (i, sig) in ["TERM", "SIGKILL", "9", "kill"].iter().enumerate() {
+        let id = fx.id(&format!("k{i}"));
+        let pid = fx.run_detached(&id, &b);
+        wait_for_term_trap(pid);
+        fx.rt(&["kill", &id, sig]).ok();
+        fx.wait_status(&id, "stopped");
+        fx.rt(&["delete", &id]).ok();
+        fx.assert_gone(&id);
+    }
+    let id = fx.id("bad");
+    fx.run_detached(&id, &b);
+    fx.rt(&["kill", &id, "NOSUCHSIG"])
+        .fails_with(&["NOSUCHSIG"]);
+    assert_eq!(fx.status(&id), "running");
+}
+
+#[test]
+fn delete_needs_force_for_a_running_container() {
+    let Some(fx) = Fixture::new("delete") else {
+        return;
+    };
+    let b = fx.bundle(&["sleep", "30"], |_| {});
+    let id = fx.id("c");
+    let pid = fx.run_detached(&id, &b);
+    fx.rt(&["delete", &id]).fails_with(&["running"]);
+    assert_eq!(fx.status(&id), "running");
+    fx.rt(&["delete", "--force", &id]).ok();
+    fx.assert_gone(&id);
+    assert!(!alive(pid), "init {pid} survived delete --force");
+}
+
+#[test]
+fn delete_of_a_created_container_kills_its_init() {
+    let Some(fx) = Fixture::new("delcreated") else {
+        return;
+    };
+    let b = fx.bundle(&["true"], |_| {});
+    let id = fx.id("c");
+    fx.create(&id, &b).ok();
+    let pid = fx.pid(&id);
+    fx.rt(&["delete", &id]).ok();
+    fx.assert_gone(&id);
+    assert!(!alive(pid), "init {pid} survived delete");
+}
+
+#[test]
+fn default_cgroup_is_onggi_slash_id_and_goes_with_delete() {
+    let Some(fx) = Fixture::new("cgdefault") else {
+        return;
+    };
+    let b = fx.bundle(&["true"], |_| {});
+    let id = fx.id("c");
+    // No bundle_for: the config has no cgroupsPath.
+    fx.rt(&["create", "--bundle", path_str(&b), &id]).ok();
+    let dirs = cgroup_dirs_of(&format!("onggi/{id}"));
+    assert!(!dirs.is_empty(), "no /onggi/{id} cgroup");
+    let pid = fx.pid(&id).to_string();
+    for d in &dirs {
+        let procs = read(&d.join("cgroup.procs"));
+        assert!(
+            procs.lines().any(|l| l == pid),
+            "init not in {}",
+            d.display()
+        );
+    }
+    fx.rt(&["delete", &id]).ok();
+    assert_eq!(
+        cgroup_dirs_of(&format!("onggi/{id}")),
+        Vec::<PathBuf>::new()
+    );
+}
+
+/// An explicit cgroupsPath's parent belongs to the client (runc never removes one):
+/// onggi removes it only with the container that made it, once it is empty.
+#[test]
+fn explicit_cgroup_parent_goes_with_the_container_that_made_it() {
+    let Some(fx) = Fixture::new("cgparent") else {
+        return;
+    };
+    let b = fx.bundle(&["sleep", "30"], |_| {});
+    let (first, second) = (fx.id("first"), fx.id("second"));
+    fx.create(&first, &b).ok();
+    fx.create(&second, &b).ok();
+    fx.rt(&["delete", &second]).ok();
+    assert!(
+        !cgroup_dirs_of(&fx.cgroup_parent).is_empty(),
+        "the parent is still in use by {first}"
+    );
+    fx.rt(&["delete", &first]).ok();
+    assert_eq!(
+        cgroup_dirs_of(&fx.cgroup_parent),
+        Vec::<PathBuf>::new(),
+        "the parent /{} was made by {first}'s create and is empty now",
+        fx.cgroup_parent
+    );
+}
+
+/// The default parent, /onggi, is shared by all of onggi's containers: every one of
+/// them records it as its own to remove, so it goes with the last one in any order.
+#[test]
+fn default_cgroup_parent_is_claimed_by_every_container() {
+    let Some(fx) = Fixture::new("cgclaim") else {
+        return;
+    };
+    let b = fx.bundle(&["sleep", "30"], |_| {});
+    let (first, second) = (fx.id("first"), fx.id("second"));
+    // No bundle_for: the config has no cgroupsPath.
+    fx.rt(&["create", "--bundle", path_str(&b), &first]).ok();
+    fx.rt(&["create", "--bundle", path_str(&b), &second]).ok();
+    for id in [&first, &second] {
+        let state: Value = serde_json::from_str(
+            &std::fs::read_to_string(fx.root.join(id).join("state.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(state["cgroupsPath"], format!("/onggi/{id}"));
+        assert_eq!(state["cgroupOwnedParents"], 1, "{id} must claim /onggi");
+    }
+    fx.rt(&["delete", &first]).ok();
+    fx.rt(&["delete", &second]).ok();
+    assert!(!Path::new("/sys/fs/cgroup/pids/onggi")
+        .join(&second)
+        .exists());
+}
+
+#[test]
+fn list_shows_containers_as_table_and_json() {
+    let Some(fx) = Fixture::new("list") else {
+        return;
+    };
+    let b = fx.bundle(&["true"], |_| {});
+    let id = fx.id("c");
+    fx.create(&id, &b).ok();
+    let table = fx.rt(&["list"]).ok();
+    let row = table
+        .lines()
+        .into_iter()
+        .find(|l| l.starts_with(&id))
+        .unwrap_or_else(|| panic!("{id} not in the table: {table:?}"));
+    assert!(row.contains("created"), "{row}");
+    let json = fx.rt(&["list", "--format", "json"]).ok();
+    let list: Vec<Value> = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(list.len(), 1, "{json:?}");
+    assert_eq!(list[0]["id"], id.as_str());
+    assert_eq!(list[0]["status"], "created");
+    assert_eq!(fx.rt(&["list", "--quiet"]).ok().stdout, format!("{id}\n"));
+}
+
+#[test]
+fn ids_must_be_unique_and_plain() {
+    let Some(fx) = Fixture::new("ids") else {
+        return;
+    };
+    let b = fx.bundle(&["true"], |_| {});
+    let id = fx.id("c");
+    fx.create(&id, &b).ok();
+    fx.create(&id, &b).fails_with(&["already exists"]);
+    assert_eq!(
+        fx.status(&id),
+        "created",
+        "the failed create disturbed the first"
+    );
+    for bad in ["a/b", "..", ""] {
+        fx.rt(&["create", "--bundle", path_str(&b), bad])
+            .fails_with(&["invalid container id"]);
+    }
+    let entries: Vec<_> = fs::read_dir(&fx.root).unwrap().collect();
+    assert_eq!(
+        entries.len(),
+        1,
+        "only the first container has a state directory"
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// exec
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn exec_joins_the_containers_namespaces() {
+    let Some(fx) = Fixture::new("exec") else {
+        return;
+    };
+    let b = fx.bundle(&["sleep", "30"], |_| {});
+    let id = fx.id("c");
+    let init = fx.run_detached(&id, &b).to_string();
+    let script = "for n in pid mnt net uts ipc; do readlink /proc/self/ns/$n; done";
+    let out = fx.rt(&["exec", &id, "sh", "-c", script]).ok();
+    let want: Vec<String> = ["pid", "mnt", "net", "uts", "ipc"]
+        .iter()
+        .map(|n| ns_of(&init, n))
+        .collect();
+    assert_eq!(out.lines(), want);
+    assert_eq!(fx.rt(&["exec", &id, "sh", "-c", "exit 7"]).code, 7);
+}
+
+#[test]
+fn exec_env_cwd_and_user_flags() {
+    let Some(fx) = Fixture::new("execflags") else {
+        return;
+    };
+    let b = fx.bundle(&["sleep", "30"], |_| {});
+    let id = fx.id("c");
+    fx.run_detached(&id, &b);
+    let out = fx
+        .rt(&[
+            "exec",
+            "--env",
+            "FOO=bar",
+            "--cwd",
+            "/tmp",
+            "--user",
+            "1000:1000",
+            &id,
+            "sh",
+            "-c",
+            "echo $FOO; pwd; id -u; id -g",
+        ])
+        .ok();
+    assert_eq!(out.lines(), ["bar", "/tmp", "1000", "1000"]);
+}
+
+#[test]
+fn exec_detach_writes_the_pid_file() {
+    let Some(fx) = Fixture::new("execdetach") else {
+        return;
+    };
+    let b = fx.bundle(&["sleep", "30"], |_| {});
+    let id = fx.id("c");
+    let init = fx.run_detached(&id, &b).to_string();
+    let pid_file = fx.path("exec.pid");
+    fx.rt(&[
+        "exec",
+        "--detach",
+        "--pid-file",
+        path_str(&pid_file),
+        &id,
+        "sleep",
+        "30",
+    ])
+    .ok();
+    let pid = read(&pid_file).trim().to_string();
+    assert!(pid.parse::<i32>().is_ok(), "pid file holds {pid:?}");
+    assert_eq!(ns_of(&pid, "pid"), ns_of(&init, "pid"));
+    assert_eq!(ns_of(&pid, "mnt"), ns_of(&init, "mnt"));
+}
+
+#[test]
+fn exec_process_json() {
+    let Some(fx) = Fixture::new("execprocess") else {
+        return;
+    };
+    let b = fx.bundle(&["sleep", "30"], |_| {});
+    let id = fx.id("c");
+    fx.run_detached(&id, &b);
+    let process = fx.path("process.json");
+    let json = json!({
+        "args": ["sh", "-c", "echo from-json $X $(pwd) $(id -u)"],
+        "env": ["PATH=/bin", "X=42"],
+        "cwd": "/tmp",
+        "user": {"uid": 65534, "gid": 65534},
+    });
+    fs::write(&process, json.to_string()).unwrap();
+    let out = fx.rt(&["exec", "--process", path_str(&process), &id]).ok();
+    assert_eq!(out.stdout, "from-json 42 /tmp 65534\n");
+}
+
+#[test]
+fn exec_into_a_stopped_container_fails() {
+    let Some(fx) = Fixture::new("execstopped") else {
+        return;
+    };
+    let b = fx.bundle(&["true"], |_| {});
+    let id = fx.id("c");
+    fx.run_detached(&id, &b);
+    fx.wait_status(&id, "stopped");
+    fx.rt(&["exec", &id, "true"]).fails_with(&[&id, "stopped"]);
+}
+
+// ---------------------------------------------------------------------------------
+// Bad input
+// ---------------------------------------------------------------------------------
+
+/// `create` must fail naming `words`, and leave nothing behind.
+#[track_caller]
+fn create_fails(fx: &Fixture, name: &str, bundle: &Path, words: &[&str]) {
+    let id = fx.id(name);
+    fx.create(&id, bundle).fails_with(words);
+    fx.assert_gone(&id);
+}
+
+#[test]
+fn bad_bundles_fail_with_the_file_or_field_named() {
+    let Some(fx) = Fixture::new("badinput") else {
+        return;
+    };
+
+    let missing = fx.bundle(&["true"], |_| {});
+    fs::remove_file(missing.join("config.json")).unwrap();
+    create_fails(&fx, "noconfig", &missing, &["config.json"]);
+
+    let garbage = fx.bundle(&["true"], |_| {});
+    fs::write(garbage.join("config.json"), "{ not json").unwrap();
+    create_fails(&fx, "notjson", &garbage, &["config.json"]);
+
+    let bad_ns = fx.bundle(&["true"], |c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "bogus"}))
+    });
+    create_fails(&fx, "badns", &bad_ns, &["config.json", "bogus"]);
+
+    let relative = fx.bundle(&["true"], |c| {
+        add_mount(
+            c,
+            json!({"destination": "relative/dir", "type": "tmpfs", "source": "tmpfs"}),
+        )
+    });
+    let field = format!("mounts[{FIRST_EXTRA_MOUNT}].destination");
+    create_fails(&fx, "reldest", &relative, &[&field]);
+
+    let no_rootfs = fx.bundle(&["true"], |c| c["root"]["path"] = json!("nonexistent"));
+    create_fails(&fx, "norootfs", &no_rootfs, &["root.path", "nonexistent"]);
+
+    let no_program = fx.bundle(&["no-such-program"], |_| {});
+    create_fails(&fx, "noprogram", &no_program, &["no-such-program"]);
+}
+
+#[test]
+fn errors_name_their_cause_once() {
+    let Some(fx) = Fixture::new("errdup") else {
+        return;
+    };
+    let b = fx.bundle(&["true"], |_| {});
+    fs::remove_file(b.join("config.json")).unwrap();
+    let out = fx.create(&fx.id("c"), &b).fails_with(&["config.json"]);
+    let cause = "No such file or directory";
+    assert_eq!(out.stderr.matches(cause).count(), 1, "{}", out.stderr);
+}
+
+// ---------------------------------------------------------------------------------
+// The command line
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn options_after_the_id_work() {
+    let Some(fx) = Fixture::new("optorder") else {
+        return;
+    };
+    let b = fx.bundle(&["true"], |_| {});
+    let id = fx.id("c");
+    fx.rt(&["create", &id, "--bundle", fx.bundle_for(&id, &b)])
+        .ok();
+    assert_eq!(fx.status(&id), "created");
+}
+
+#[test]
+fn version_names_the_program_and_version() {
+    let Some(fx) = Fixture::new("version") else {
+        return;
+    };
+    let out = fx.rt(&["--version"]).ok();
+    assert!(out.stdout.starts_with("onggi-runtime "), "{out:?}");
+    assert!(out.stdout.contains(env!("CARGO_PKG_VERSION")), "{out:?}");
+}
+
+#[test]
+fn spec_writes_a_config_that_create_accepts() {
+    let Some(fx) = Fixture::new("spec") else {
+        return;
+    };
+    let rootfs_bundle = fx.bundle(&["true"], |_| {});
+    let dir = fx.host_dir("specbundle");
+    fx.rt(&["spec", "--bundle", path_str(&dir)]).ok();
+    let mut c = config_of(&dir);
+    assert_eq!(c["process"]["args"], json!(["sh"]));
+    c["root"]["path"] = json!(rootfs_bundle.join("rootfs"));
+    c["process"]["terminal"] = json!(false);
+    c["process"]["args"] = json!(["true"]);
+    write_config(&dir, &c);
+    let id = fx.id("c");
+    fx.create(&id, &dir).ok();
+    assert_eq!(fx.status(&id), "created");
+    fx.rt(&["spec", "--bundle", path_str(&dir)])
+        .fails_with(&["already exists"]);
+}
+
+#[test]
+fn features_prints_json() {
+    let Some(fx) = Fixture::new("features") else {
+        return;
+    };
+    let out = fx.rt(&["features"]).ok();
+    let f: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert!(
+        f["ociVersionMax"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("1.")),
+        "{f}"
+    );
+    assert!(f["ociVersionMin"].is_string(), "{f}");
+    assert!(f["hooks"].as_array().is_some_and(|h| h.len() == 6), "{f}");
+}
