@@ -622,7 +622,7 @@ impl Runtime {
         }
         // Join the PID (and time) namespace here: it only applies to our children.
         for (flag, fd) in &namespaces {
-            if *flag == CloneFlags::CLONE_NEWPID || flag.bits() == 0x80 {
+            if *flag == CloneFlags::CLONE_NEWPID || *flag == init::CLONE_NEWTIME {
                 setns(fd, *flag)
                     .step(|| format!("join the container's {} namespace", ns_name(*flag)))?;
             }
@@ -724,8 +724,11 @@ fn spawn_init(
         preserve_fds: o.preserve_fds,
         id,
     };
-    // The cgroup namespace is unshared by the init once it is in its cgroup.
-    let flags = (plan.new_namespaces - CloneFlags::CLONE_NEWCGROUP).bits();
+    // Only the namespaces that must exist at fork time: PID (the init must be its
+    // PID 1) and user (it must own the others). The init unshares the rest itself
+    // (`init::unshare_rest`), so the kernel builds them on the init's CPU while this
+    // process makes the cgroup on the other.
+    let flags = (plan.new_namespaces & init::CLONE_NAMESPACES).bits();
     if plan.join_namespaces.is_empty() {
         return match clone_fork(flags)
             .step(|| format!("clone the container's init with {:?}", plan.new_namespaces))?
@@ -830,7 +833,7 @@ fn container_namespaces(pid: Pid) -> Result<Vec<(CloneFlags, OwnedFd)>> {
         ("net", CloneFlags::CLONE_NEWNET),
         ("pid", CloneFlags::CLONE_NEWPID),
         ("cgroup", CloneFlags::CLONE_NEWCGROUP),
-        ("time", CloneFlags::from_bits_retain(0x80)),
+        ("time", init::CLONE_NEWTIME),
         ("mnt", CloneFlags::CLONE_NEWNS),
     ];
     let mut out = Vec::new();
@@ -864,7 +867,7 @@ fn exec_child(
     ch.expect(Msg::Go, "Go")
         .map_err(|e| Error::Init(e.to_string()))?;
     for (flag, fd) in ns {
-        if *flag == CloneFlags::CLONE_NEWPID || flag.bits() == 0x80 {
+        if *flag == CloneFlags::CLONE_NEWPID || *flag == init::CLONE_NEWTIME {
             continue;
         }
         setns(fd.as_fd(), *flag)

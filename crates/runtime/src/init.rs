@@ -76,6 +76,7 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
         .as_ref()
         .expect("create checks that the spec has a process");
     let gate = Gate::new(a);
+    unshare_rest(plan.new_namespaces)?;
     let user_ns = plan.new_namespaces.contains(CloneFlags::CLONE_NEWUSER);
     if user_ns {
         // Nothing can be done in a user namespace before its mappings are written.
@@ -168,6 +169,24 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
         state.as_bytes(),
     )?;
     exec_process(process, &program, a.preserve_fds)
+}
+
+/// The namespaces the init is cloned into; it unshares the others itself.
+pub const CLONE_NAMESPACES: CloneFlags = CloneFlags::CLONE_NEWPID.union(CloneFlags::CLONE_NEWUSER);
+
+/// CLONE_NEWTIME, which nix does not name. It only works with unshare (or clone3):
+/// in clone(2) the low byte is the exit signal.
+pub const CLONE_NEWTIME: CloneFlags = CloneFlags::from_bits_retain(0x80);
+
+/// Create the namespaces the init was not cloned into, except the cgroup namespace
+/// (unshared at the [`Gate`], once the init is in its cgroup). A new time namespace
+/// applies to children and, since Linux 5.17, to this process at its execve.
+fn unshare_rest(new: CloneFlags) -> Result<()> {
+    let rest = new - CLONE_NAMESPACES - CloneFlags::CLONE_NEWCGROUP;
+    if rest.is_empty() {
+        return Ok(());
+    }
+    nix::sched::unshare(rest).step(|| format!("unshare {rest:?}"))
 }
 
 /// The point after which the init must be in its cgroup: the parent's `Go` says the

@@ -447,8 +447,7 @@ fn namespace_flag(t: LinuxNamespaceType) -> CloneFlags {
         LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
         LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
         LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
-        // CLONE_NEWTIME has no CloneFlags constant in nix; it is 0x80.
-        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(0x80),
+        LinuxNamespaceType::Time => crate::init::CLONE_NEWTIME,
     }
 }
 
@@ -462,7 +461,7 @@ fn join_rank(f: CloneFlags) -> u8 {
         CloneFlags::CLONE_NEWNET,
         CloneFlags::CLONE_NEWPID,
         CloneFlags::CLONE_NEWCGROUP,
-        CloneFlags::from_bits_retain(0x80),
+        crate::init::CLONE_NEWTIME,
         CloneFlags::CLONE_NEWNS,
     ]
     .iter()

@@ -382,7 +382,6 @@ impl Rootfs<'_> {
             return remount_bind(&fd_path(&top), m.flags | MsFlags::MS_BIND, &shown);
         }
         // v1 (and hybrid): a tmpfs holding one directory per hierarchy, as runc does.
-        let ro = m.flags.contains(MsFlags::MS_RDONLY);
         let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
         mount(
             Some("tmpfs"),
@@ -393,16 +392,16 @@ impl Rootfs<'_> {
         )
         .step(|| format!("mount tmpfs for {}", shown()))?;
         let top = self.resolve(&m.destination, Create::Nothing, "cgroup mount")?;
+        let top_path = fd_path(&top);
         for (name, dir, opts) in &cg.v1 {
             mkdirat(&top, name.as_str(), Mode::from_bits_truncate(0o755))
                 .step(|| format!("mkdir {name} in {}", shown()))?;
-            let sub = openat(&top, name.as_str(), o_path(), Mode::empty())
-                .step(|| format!("open {name} in {}", shown()))?;
-            let spath = fd_path(&sub);
+            // Our own tmpfs: a path through it cannot be redirected.
+            let sub = format!("{top_path}/{name}");
             if own_ns {
                 mount(
                     Some("cgroup"),
-                    spath.as_str(),
+                    sub.as_str(),
                     Some("cgroup"),
                     base | (m.flags & MsFlags::MS_RDONLY),
                     Some(opts.as_str()),
@@ -411,19 +410,12 @@ impl Rootfs<'_> {
             } else {
                 mount(
                     Some(dir),
-                    spath.as_str(),
+                    sub.as_str(),
                     None::<&str>,
-                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    MsFlags::MS_BIND,
                     None::<&str>,
                 )
                 .step(|| format!("bind {} in {}", dir.display(), shown()))?;
-                let mounted = openat(&top, name.as_str(), o_path(), Mode::empty())
-                    .step(|| format!("reopen {name} in {}", shown()))?;
-                remount_bind(
-                    &fd_path(&mounted),
-                    base | MsFlags::MS_BIND | (m.flags & MsFlags::MS_RDONLY),
-                    &shown,
-                )?;
             }
             // cpu,cpuacct → cpu and cpuacct links, as the host has them.
             if name.contains(',') {
@@ -435,10 +427,27 @@ impl Rootfs<'_> {
                 }
             }
         }
-        if ro {
-            remount_bind(&fd_path(&top), base | MsFlags::MS_RDONLY, &shown)?;
+        // One call for the tmpfs and every bind under it, instead of a remount each.
+        use onggi_sys::mount_attr as A;
+        let mut attrs = A::NOSUID | A::NODEV | A::NOEXEC;
+        if m.flags.contains(MsFlags::MS_RDONLY) {
+            attrs |= A::RDONLY;
         }
-        Ok(())
+        match onggi_sys::mount_setattr_recursive(Path::new(&top_path), attrs, 0) {
+            Ok(()) => Ok(()),
+            // Before Linux 5.12: remount each mount.
+            Err(Errno::ENOSYS) => {
+                for (name, _, _) in &cg.v1 {
+                    remount_bind(
+                        &format!("{top_path}/{name}"),
+                        base | MsFlags::MS_BIND | (m.flags & MsFlags::MS_RDONLY),
+                        &shown,
+                    )?;
+                }
+                remount_bind(&top_path, base | (m.flags & MsFlags::MS_RDONLY), &shown)
+            }
+            Err(e) => Err(e).step(|| format!("make {} read-only", shown())),
+        }
     }
 
     /// Step 3: device nodes, the /dev symlinks, and /dev/ptmx.
