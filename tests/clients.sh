@@ -52,6 +52,19 @@ tar -C "$T/bundle/rootfs" -cf "$T/busybox.tar" .
 "${PODMAN[@]}" import -q "$T/busybox.tar" localhost/onggi-busybox >/dev/null
 IMG=localhost/onggi-busybox
 
+echo "== onggi-runtime run and exec with a terminal, no --console-socket (relayed, as runc does)"
+cp -a "$T/bundle" "$T/tty"
+sed -i 's/"terminal": false/"terminal": true/; s/"true"$/"sh"/' "$T/tty/config.json"
+grep -q '"terminal": true' "$T/tty/config.json" || bad "could not turn on process.terminal in the test bundle"
+set +e
+out=$(printf 'tty; echo in-$((6*7)); exit 4\n' | script -qec "stty rows 33 cols 91; $RT --root $T/rt run --bundle $T/tty onggi-tty; echo rc=\$?" /dev/null | tr -d '\r')
+set -e
+expect "run relays a pty" "/dev/pts/0" "$out"
+expect "run relays typed input" "in-42" "$out"
+expect "run returns the exit code through the relay" "rc=4" "$out"
+out=$(printf 'stty size; exit\n' | script -qec "stty rows 33 cols 91; $RT --root $T/rt run --bundle $T/tty onggi-tty2" /dev/null | tr -d '\r')
+expect "run gives the pty our window size" "33 91" "$out"
+
 echo "== podman --runtime $RT"
 out=$("${PODMAN[@]}" run --rm "${LIMITS[@]}" $IMG sh -c 'echo pid=$$; hostname')
 expect "podman run --rm: the container's shell is PID 1" "pid=1" "$out"

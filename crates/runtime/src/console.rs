@@ -66,3 +66,49 @@ pub fn make_controlling(slave: &OwnedFd, size: Option<(u16, u16)>) -> Result<()>
     nix::unistd::dup2_stderr(slave).step(|| "dup the pty onto stderr")?;
     Ok(())
 }
+
+/// Receive the pty master that the init sent over `sock` (the far end of an internal
+/// socketpair, for `run` in the foreground without `--console-socket`).
+pub fn recv_master(sock: &UnixStream) -> Result<OwnedFd> {
+    use std::os::fd::AsFd;
+    onggi_sys::recv_fd(sock.as_fd())
+        .step(|| "receive the pty master")?
+        .ok_or_else(|| crate::error::Error::Init("the init sent no pty master".into()))
+}
+
+/// Our terminal in raw mode while a container's terminal is relayed; restored on drop.
+pub struct RawMode {
+    fd: std::os::fd::OwnedFd,
+    saved: nix::sys::termios::Termios,
+}
+
+impl RawMode {
+    /// If `ours` is a terminal: give `master` its size and switch `ours` to raw mode
+    /// (keys go to the container unprocessed). `None` when `ours` is not a terminal.
+    pub fn enter(ours: std::os::fd::BorrowedFd<'_>, master: &OwnedFd) -> Option<RawMode> {
+        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+        let saved = tcgetattr(ours).ok()?;
+        copy_window_size(ours, master);
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        tcsetattr(ours, SetArg::TCSANOW, &raw).ok()?;
+        Some(RawMode {
+            fd: ours.try_clone_to_owned().ok()?,
+            saved,
+        })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ =
+            nix::sys::termios::tcsetattr(&self.fd, nix::sys::termios::SetArg::TCSANOW, &self.saved);
+    }
+}
+
+/// Give `master` the window size of `ours` (if `ours` is a terminal).
+pub fn copy_window_size(ours: std::os::fd::BorrowedFd<'_>, master: &OwnedFd) {
+    if let Ok((rows, cols)) = onggi_sys::window_size(ours) {
+        let _ = onggi_sys::set_window_size(master, rows, cols);
+    }
+}

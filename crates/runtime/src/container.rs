@@ -80,6 +80,19 @@ struct Launched {
     channel: Channel,
     pid: Pid,
     cgroup: Cgroup,
+    /// Where the init sends the pty master when `run` relays the terminal itself.
+    console_rx: Option<std::os::unix::net::UnixStream>,
+}
+
+/// Which command creates the container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Launch {
+    /// `create`: the init waits on exec.fifo.
+    Create,
+    /// `run -d`: started by message, then left running.
+    Detached,
+    /// `run`: started by message, waited for, and its terminal relayed.
+    Foreground,
 }
 
 /// Undo what a failed create did, in reverse order.
@@ -178,13 +191,14 @@ impl Runtime {
 
     /// `create`: set the container up and leave its init blocked until `start`.
     pub fn create(&self, o: &CreateOpts) -> Result<()> {
-        let l = self.launch(o, false)?;
+        let l = self.launch(o, Launch::Create)?;
         drop(l.channel);
         Ok(())
     }
 
     /// The shared part of `create` and `run`.
-    fn launch(&self, o: &CreateOpts, run_mode: bool) -> Result<Launched> {
+    fn launch(&self, o: &CreateOpts, mode: Launch) -> Result<Launched> {
+        let run_mode = mode != Launch::Create;
         state::validate_id(&o.id)?;
         if self.systemd_cgroup {
             return Err(Error::Unsupported("--systemd-cgroup: systemd cgroup management is not supported yet; use the cgroupfs driver (omit the flag)".into()));
@@ -214,17 +228,22 @@ impl Runtime {
                 "a new mount namespace is required",
             ));
         }
-        if process.terminal && o.console_socket.is_none() {
-            return Err(invalid(
-                "process.terminal",
-                "a terminal needs --console-socket (the pty master is sent there)",
-            ));
-        }
-        let console = o
-            .console_socket
-            .as_deref()
-            .map(console::connect)
-            .transpose()?;
+        // The pty master goes to --console-socket; `run` in the foreground without
+        // one relays the terminal itself, as runc does.
+        let (console, console_rx) = match (process.terminal, &o.console_socket, mode) {
+            (false, _, _) => (None, None),
+            (true, Some(path), _) => (Some(console::connect(path)?), None),
+            (true, None, Launch::Foreground) => {
+                let (ours, theirs) = std::os::unix::net::UnixStream::pair().step(|| "socketpair for the terminal")?;
+                (Some(theirs), Some(ours))
+            }
+            (true, None, _) => {
+                return Err(invalid(
+                    "process.terminal",
+                    "a terminal needs --console-socket (the pty master is sent there), unless `run` stays in the foreground",
+                ))
+            }
+        };
 
         let locked = self.store().create_dir(&o.id)?;
         let mut undo = Cleanup {
@@ -324,6 +343,7 @@ impl Runtime {
             channel: parent,
             pid,
             cgroup,
+            console_rx,
         })
     }
 
@@ -436,13 +456,19 @@ impl Runtime {
     }
 
     fn run_with_blocked_signals(&self, o: &CreateOpts, detach: bool) -> Result<i32> {
+        let mode = if detach {
+            Launch::Detached
+        } else {
+            Launch::Foreground
+        };
         let Launched {
             locked,
             mut record,
             channel,
             pid,
             cgroup,
-        } = self.launch(o, true)?;
+            console_rx,
+        } = self.launch(o, mode)?;
         record.started = true;
         let started = locked
             .save(&record)
@@ -459,7 +485,14 @@ impl Runtime {
         if detach {
             return Ok(0);
         }
-        let code = forward_and_wait(pid);
+        // The init sent the master before Ready, so it is waiting in the socket.
+        let code = match console_rx.as_ref().map(console::recv_master).transpose() {
+            Ok(master) => forward_and_wait(pid, master),
+            Err(e) => {
+                let _ = kill(pid, Signal::SIGKILL);
+                Err(e)
+            }
+        };
         // The container has exited: delete it, as runc does after a foreground run
         // (unless someone already did).
         match self.store().lock(&o.id, true) {
@@ -602,19 +635,23 @@ impl Runtime {
             .as_ref()
             .ok_or_else(|| invalid("process", "exec needs a process"))?;
         let process = plan::process_plan(raw)?;
-        if process.terminal && o.console_socket.is_none() {
-            return Err(invalid(
-                "process.terminal",
-                "a terminal needs --console-socket",
-            ));
-        }
-        let pid = Pid::from_raw(rec.pid);
-        let namespaces = container_namespaces(pid)?;
-        let console = o
-            .console_socket
-            .as_deref()
-            .map(console::connect)
-            .transpose()?;
+        // As for `run`: without --console-socket, a foreground exec relays the terminal.
+        let (console, console_rx) = match (process.terminal, &o.console_socket, o.detach) {
+            (false, _, _) => (None, None),
+            (true, Some(path), _) => (Some(console::connect(path)?), None),
+            (true, None, false) => {
+                let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+                    .step(|| "socketpair for the terminal")?;
+                (Some(theirs), Some(ours))
+            }
+            (true, None, true) => {
+                return Err(invalid(
+                    "process.terminal",
+                    "a detached exec with a terminal needs --console-socket",
+                ))
+            }
+        };
+        let namespaces = container_namespaces(Pid::from_raw(rec.pid))?;
         let (parent, child) = sync::pair().step(|| "socketpair for exec")?;
         let old_mask = current_mask()?;
         if !o.detach {
@@ -670,7 +707,12 @@ impl Runtime {
         if o.detach {
             return Ok(0);
         }
-        let code = forward_and_wait(child_pid)?;
+        let master = console_rx
+            .as_ref()
+            .map(console::recv_master)
+            .transpose()
+            .map_err(fail)?;
+        let code = forward_and_wait(child_pid, master)?;
         restore_mask(&old_mask);
         Ok(code)
     }
@@ -938,21 +980,74 @@ fn restore_mask(old: &SigSet) {
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(old), None);
 }
 
-/// Wait for `pid` (our child) while forwarding every signal we receive to it.
-/// Returns its exit code (128 + signal when killed), as a shell reports it.
-fn forward_and_wait(pid: Pid) -> Result<i32> {
+/// Wait for `pid` (our child) while forwarding every signal we receive to it, and,
+/// with `tty` (the pty master of a container whose terminal we relay), copying our
+/// stdin to it and its output to our stdout, our terminal in raw mode meanwhile.
+/// Returns the exit code (128 + signal when killed), as a shell reports it.
+fn forward_and_wait(pid: Pid, tty: Option<OwnedFd>) -> Result<i32> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let mut all = SigSet::all();
     all.remove(Signal::SIGKILL);
     all.remove(Signal::SIGSTOP);
     let sfd = SignalFd::with_flags(&all, SfdFlags::SFD_CLOEXEC).step(|| "signalfd")?;
+    let _raw = tty
+        .as_ref()
+        .and_then(|m| console::RawMode::enter(std::io::stdin().as_fd(), m));
+    let mut stdin_open = tty.is_some();
+    let mut buf = [0u8; 8192];
     loop {
         // The child may have exited before we got here: check first, then wait.
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
-            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(WaitStatus::Exited(_, code)) => {
+                drain(tty.as_ref(), &mut buf);
+                return Ok(code);
+            }
+            Ok(WaitStatus::Signaled(_, sig, _)) => {
+                drain(tty.as_ref(), &mut buf);
+                return Ok(128 + sig as i32);
+            }
             Ok(_) => {}
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(e).step(|| format!("wait for {pid}")),
+        }
+        let stdin = std::io::stdin();
+        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        if let Some(m) = &tty {
+            fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
+            if stdin_open {
+                fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+            }
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(Errno::EINTR) => continue,
+            r => r.step(|| "poll the signal descriptor and the terminal")?,
+        };
+        let ready = |i: usize| {
+            fds.get(i)
+                .and_then(|f| f.revents())
+                .is_some_and(|r| !r.is_empty())
+        };
+        let (sig_ready, master_ready, stdin_ready) = (ready(0), ready(1), ready(2));
+        drop(fds);
+        if let Some(m) = &tty {
+            if master_ready {
+                match nix::unistd::read(m, &mut buf) {
+                    Ok(n) if n > 0 => write_all_stdout(&buf[..n]),
+                    // EIO: every slave descriptor is closed; the exit follows.
+                    _ => {}
+                }
+            }
+            if stdin_ready {
+                match nix::unistd::read(stdin.as_fd(), &mut buf) {
+                    Ok(n) if n > 0 => {
+                        let _ = nix::unistd::write(m, &buf[..n]);
+                    }
+                    _ => stdin_open = false,
+                }
+            }
+        }
+        if !sig_ready {
+            continue;
         }
         let info = match sfd.read_signal() {
             Ok(Some(i)) => i,
@@ -964,10 +1059,39 @@ fn forward_and_wait(pid: Pid) -> Result<i32> {
             // Reap other children too (we may be a subreaper for them).
             continue;
         }
+        if sig == libc::SIGWINCH {
+            if let Some(m) = &tty {
+                // Resizing the pty signals the container's foreground process group.
+                console::copy_window_size(std::io::stdin().as_fd(), m);
+                continue;
+            }
+        }
         if let Ok(s) = Signal::try_from(sig) {
             let _ = kill(pid, s);
         }
     }
+}
+
+/// Copy what the container wrote before it exited.
+fn drain(tty: Option<&OwnedFd>, buf: &mut [u8]) {
+    let Some(m) = tty else { return };
+    let mut fds = [nix::poll::PollFd::new(
+        m.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    while nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).unwrap_or(0) > 0 {
+        match nix::unistd::read(m, buf) {
+            Ok(n) if n > 0 => write_all_stdout(&buf[..n]),
+            _ => break,
+        }
+    }
+}
+
+fn write_all_stdout(data: &[u8]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(data);
+    let _ = out.flush();
 }
 
 /// The caller's user name from /etc/passwd (read directly: NSS cannot be loaded by a
