@@ -658,13 +658,33 @@ impl Runtime {
             block_signals()?;
         }
         // Join the PID (and time) namespace here: it only applies to our children.
+        // Ours are kept to come back to right after the fork, so that a long-lived
+        // caller (the engine) does not fork its later children into the container.
+        let mut restore = Vec::new();
         for (flag, fd) in &namespaces {
             if *flag == CloneFlags::CLONE_NEWPID || *flag == init::CLONE_NEWTIME {
+                let ours = format!("/proc/self/ns/{}", ns_name(*flag));
+                restore.push((
+                    *flag,
+                    open(
+                        ours.as_str(),
+                        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .step(|| format!("open {ours}"))?,
+                ));
                 setns(fd, *flag)
                     .step(|| format!("join the container's {} namespace", ns_name(*flag)))?;
             }
         }
-        let child_pid = match clone_fork(0).step(|| "fork the exec process")? {
+        let forked = clone_fork(0).step(|| "fork the exec process");
+        if !matches!(forked, Ok(Forked::Child)) {
+            for (flag, fd) in &restore {
+                setns(fd, *flag)
+                    .step(|| format!("return to our own {} namespace", ns_name(*flag)))?;
+            }
+        }
+        let child_pid = match forked? {
             Forked::Child => {
                 drop(parent);
                 let r = exec_child(
