@@ -327,7 +327,8 @@ impl Runtime {
             process: plan.raw_process.clone(),
             poststart: plan.hooks.poststart.clone(),
             poststop: plan.hooks.poststop.clone(),
-            started: false,
+            // `run` starts it by message right away: no exec.fifo tells the states apart.
+            started: run_mode,
         };
         locked.save(&record)?;
         if let Some(p) = &o.pid_file {
@@ -463,16 +464,15 @@ impl Runtime {
         };
         let Launched {
             locked,
-            mut record,
+            record,
             channel,
             pid,
             cgroup,
             console_rx,
         } = self.launch(o, mode)?;
-        record.started = true;
-        let started = locked
-            .save(&record)
-            .and_then(|()| channel.send(&Msg::Start).step(|| "send Start to the init"))
+        let started = channel
+            .send(&Msg::Start)
+            .step(|| "send Start to the init")
             .and_then(|()| wait_for_exec(&channel));
         // Others (state, kill, delete) may act on the container while it runs.
         drop(locked);

@@ -290,8 +290,17 @@ impl Locked {
         }
     }
 
-    /// Remove the container's directory (the lock goes with it on drop).
+    /// Remove the container's directory (the lock goes with it on drop): the files
+    /// we know of, then the directory; a walk only if something else is in it.
     pub fn remove(&self) -> Result<()> {
+        for name in ["state.json", "exec.fifo", ".state.json.tmp"] {
+            let _ = fs::remove_file(self.dir.join(name));
+        }
+        match fs::remove_dir(&self.dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(_) => {}
+        }
         match fs::remove_dir_all(&self.dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
