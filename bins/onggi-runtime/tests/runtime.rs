@@ -1739,3 +1739,139 @@ fn features_prints_json() {
     assert!(f["ociVersionMin"].is_string(), "{f}");
     assert!(f["hooks"].as_array().is_some_and(|h| h.len() == 6), "{f}");
 }
+
+#[test]
+fn preserve_fds_passes_exactly_that_many_descriptors() {
+    let Some(fx) = Fixture::new("preserve") else {
+        return;
+    };
+    let b = fx.bundle(
+        &sh("cat /proc/self/fd/3; test -e /proc/self/fd/4 && echo fd4-leaked || echo no-fd4"),
+        |_| {},
+    );
+    let id = fx.id("c");
+    let secret = fx.path("secret");
+    fs::write(&secret, "passed-through\n").unwrap();
+    // A host shell opens fds 3 and 4 and execs the runtime: only 3 may reach the container.
+    let script = format!(
+        "exec 3<{s} 4<{s}; exec {bin} --root {root} run --preserve-fds 1 --bundle {b} {id}",
+        s = path_str(&secret),
+        bin = BIN,
+        root = path_str(&fx.root),
+        b = fx.bundle_for(&id, &b),
+    );
+    let out = Command::new("/bin/sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout, "passed-through\nno-fd4\n", "{out:?}");
+    fx.assert_gone(&id);
+}
+
+#[test]
+fn no_pivot_moves_the_root_and_chroots() {
+    let Some(fx) = Fixture::new("nopivot") else {
+        return;
+    };
+    // With MS_MOVE + chroot the container's root is a mount point at "/" whose
+    // mountinfo root is the rootfs directory itself.
+    let b = fx.bundle(
+        &sh("echo pid=$$; grep -c ' / / ' /proc/self/mountinfo; ls /bin/busybox"),
+        |_| {},
+    );
+    let id = fx.id("c");
+    let out = fx
+        .rt(&["run", "--no-pivot", "--bundle", fx.bundle_for(&id, &b), &id])
+        .ok();
+    assert_eq!(out.lines(), vec!["pid=1", "0", "/bin/busybox"], "{out:?}");
+}
+
+#[test]
+fn session_keyring_is_new_unless_no_new_keyring() {
+    let Some(fx) = Fixture::new("keyring") else {
+        return;
+    };
+    let unmask_keys = |c: &mut Value| {
+        c["linux"]["maskedPaths"] = json!([]);
+    };
+    // Distinct ids: a finished container's keyring stays listed until the kernel's
+    // key garbage collector runs.
+    for (name, flag, want) in [("new", None, "1"), ("kept", Some("--no-new-keyring"), "0")] {
+        let id = fx.id(name);
+        let b = fx.bundle(&sh(&format!("grep -c ' {id}: ' /proc/keys")), unmask_keys);
+        let mut args = vec!["run"];
+        args.extend(flag);
+        args.extend(["--bundle", fx.bundle_for(&id, &b), &id]);
+        let out = fx.rt(&args);
+        assert_eq!(out.stdout.trim(), want, "{flag:?}: {out:?}");
+    }
+}
+
+#[test]
+fn systemd_cgroup_is_a_clear_error_that_leaves_nothing() {
+    let Some(fx) = Fixture::new("systemd") else {
+        return;
+    };
+    let b = fx.bundle(&["true"], |_| {});
+    let id = fx.id("c");
+    fx.rt(&[
+        "--systemd-cgroup",
+        "create",
+        "--bundle",
+        fx.bundle_for(&id, &b),
+        &id,
+    ])
+    .fails_with(&["--systemd-cgroup", "not supported"]);
+    fx.assert_gone(&id);
+}
+
+#[test]
+fn log_format_json_writes_errors_as_json_lines() {
+    let Some(fx) = Fixture::new("logjson") else {
+        return;
+    };
+    let log = fx.path("log.json");
+    let missing = fx.path("no-such-bundle");
+    fx.rt(&[
+        "--log",
+        path_str(&log),
+        "--log-format",
+        "json",
+        "create",
+        "--bundle",
+        path_str(&missing),
+        "x",
+    ])
+    .fails_with(&["config.json"]);
+    let text = read(&log);
+    let line: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(line["level"], "error", "{text}");
+    assert!(
+        line["msg"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-bundle/config.json"),
+        "{text}"
+    );
+    assert!(line["time"].as_str().unwrap().ends_with('Z'), "{text}");
+    // --debug adds debug lines to the same log.
+    fx.rt(&[
+        "--log",
+        path_str(&log),
+        "--log-format",
+        "json",
+        "--debug",
+        "list",
+    ])
+    .ok();
+    assert!(
+        read(&log)
+            .lines()
+            .any(|l| l.contains("\"level\":\"debug\"")),
+        "{}",
+        read(&log)
+    );
+}
