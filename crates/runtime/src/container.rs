@@ -8,6 +8,7 @@
 
 use std::fs;
 use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -81,7 +82,7 @@ struct Launched {
     pid: Pid,
     cgroup: Cgroup,
     /// Where the init sends the pty master when `run` relays the terminal itself.
-    console_rx: Option<std::os::unix::net::UnixStream>,
+    console_rx: Option<UnixStream>,
 }
 
 /// Which command creates the container.
@@ -204,46 +205,15 @@ impl Runtime {
             return Err(Error::Unsupported("--systemd-cgroup: systemd cgroup management is not supported yet; use the cgroupfs driver (omit the flag)".into()));
         }
         let bundle = absolute(&o.bundle)?;
-        let spec = plan::load_spec(&bundle)?;
-        let plan = plan::plan(&spec, &bundle, &o.id)?;
-        let process = plan
-            .process
-            .as_ref()
-            .ok_or_else(|| invalid("process", "missing: the container needs a process to run"))?;
-        if !fs::metadata(&plan.rootfs)
-            .map(|m| m.is_dir())
-            .unwrap_or(false)
-        {
-            return Err(invalid(
-                "root.path",
-                format!(
-                    "{} does not exist or is not a directory",
-                    plan.rootfs.display()
-                ),
-            ));
-        }
-        if !plan.new_namespaces.contains(CloneFlags::CLONE_NEWNS) {
-            return Err(invalid(
-                "linux.namespaces",
-                "a new mount namespace is required",
-            ));
-        }
+        let plan = plan::plan(&plan::load_spec(&bundle)?, &bundle, &o.id)?;
+        let process = check_launchable(&plan)?;
         // The pty master goes to --console-socket; `run` in the foreground without
         // one relays the terminal itself, as runc does.
-        let (console, console_rx) = match (process.terminal, &o.console_socket, mode) {
-            (false, _, _) => (None, None),
-            (true, Some(path), _) => (Some(console::connect(path)?), None),
-            (true, None, Launch::Foreground) => {
-                let (ours, theirs) = std::os::unix::net::UnixStream::pair().step(|| "socketpair for the terminal")?;
-                (Some(theirs), Some(ours))
-            }
-            (true, None, _) => {
-                return Err(invalid(
-                    "process.terminal",
-                    "a terminal needs --console-socket (the pty master is sent there), unless `run` stays in the foreground",
-                ))
-            }
-        };
+        let (console, console_rx) = terminal_channel(
+            process.terminal,
+            o.console_socket.as_deref(),
+            mode == Launch::Foreground,
+        )?;
 
         let locked = self.store().create_dir(&o.id)?;
         let mut undo = Cleanup {
@@ -636,21 +606,8 @@ impl Runtime {
             .ok_or_else(|| invalid("process", "exec needs a process"))?;
         let process = plan::process_plan(raw)?;
         // As for `run`: without --console-socket, a foreground exec relays the terminal.
-        let (console, console_rx) = match (process.terminal, &o.console_socket, o.detach) {
-            (false, _, _) => (None, None),
-            (true, Some(path), _) => (Some(console::connect(path)?), None),
-            (true, None, false) => {
-                let (ours, theirs) = std::os::unix::net::UnixStream::pair()
-                    .step(|| "socketpair for the terminal")?;
-                (Some(theirs), Some(ours))
-            }
-            (true, None, true) => {
-                return Err(invalid(
-                    "process.terminal",
-                    "a detached exec with a terminal needs --console-socket",
-                ))
-            }
-        };
+        let (console, console_rx) =
+            terminal_channel(process.terminal, o.console_socket.as_deref(), !o.detach)?;
         let namespaces = container_namespaces(Pid::from_raw(rec.pid))?;
         let (parent, child) = sync::pair().step(|| "socketpair for exec")?;
         let old_mask = current_mask()?;
@@ -762,6 +719,54 @@ impl Record {
     }
 }
 
+/// What create needs beyond a valid plan: a process, a root filesystem that exists,
+/// a mount namespace of its own.
+fn check_launchable(plan: &Plan) -> Result<&ProcessPlan> {
+    let process = plan
+        .process
+        .as_ref()
+        .ok_or_else(|| invalid("process", "missing: the container needs a process to run"))?;
+    if !fs::metadata(&plan.rootfs)
+        .map(|m| m.is_dir())
+        .unwrap_or(false)
+    {
+        return Err(invalid(
+            "root.path",
+            format!(
+                "{} does not exist or is not a directory",
+                plan.rootfs.display()
+            ),
+        ));
+    }
+    if !plan.new_namespaces.contains(CloneFlags::CLONE_NEWNS) {
+        return Err(invalid(
+            "linux.namespaces",
+            "a new mount namespace is required",
+        ));
+    }
+    Ok(process)
+}
+
+/// Where a process with a terminal sends its pty master: (the socket the process
+/// gets, our end when we relay the terminal ourselves). With `--console-socket`, that
+/// socket; without one, a socketpair when we stay in the foreground (`relay`), else an
+/// error naming the field.
+fn terminal_channel(
+    terminal: bool,
+    socket: Option<&Path>,
+    relay: bool,
+) -> Result<(Option<UnixStream>, Option<UnixStream>)> {
+    match (terminal, socket) {
+        (false, _) => Ok((None, None)),
+        (true, Some(path)) => Ok((Some(console::connect(path)?), None)),
+        (true, None) if relay => {
+            let (ours, theirs) = UnixStream::pair().step(|| "socketpair for the terminal")?;
+            Ok((Some(theirs), Some(ours)))
+        }
+        (true, None) => Err(invalid("process.terminal", "a terminal needs --console-socket (the pty master is sent there) unless the command stays in the foreground")),
+    }
+}
+
 /// Clone the init (directly, or through an intermediate process that first joins the
 /// namespaces given by path) and return its PID.
 #[allow(clippy::too_many_arguments)]
@@ -770,7 +775,7 @@ fn spawn_init(
     id: &str,
     child: Channel,
     start: StartSignal,
-    console: Option<std::os::unix::net::UnixStream>,
+    console: Option<UnixStream>,
     cgroup: CgroupMounts,
     o: &CreateOpts,
     parent_fds: &[RawFd],
@@ -922,7 +927,7 @@ fn container_namespaces(pid: Pid) -> Result<Vec<(CloneFlags, OwnedFd)>> {
 fn exec_child(
     ns: &[(CloneFlags, OwnedFd)],
     p: &ProcessPlan,
-    console: Option<&std::os::unix::net::UnixStream>,
+    console: Option<&UnixStream>,
     ch: &Channel,
     preserve_fds: i32,
 ) -> Result<std::convert::Infallible> {
