@@ -536,19 +536,6 @@ impl Rootfs<'_> {
         Ok(())
     }
 
-    /// Bind the terminal's slave onto /dev/console.
-    pub fn bind_console(&self, slave_path: &Path) -> Result<()> {
-        let f = self.resolve(Path::new("/dev/console"), Create::File, "/dev/console")?;
-        mount(
-            Some(slave_path),
-            fd_path(&f).as_str(),
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .step(|| format!("bind {} to /dev/console", slave_path.display()))
-    }
-
     /// Step 4: switch the root: pivot_root, or with `no_pivot` MS_MOVE + chroot.
     pub fn switch_root(self, no_pivot: bool) -> Result<()> {
         let rootfs = &self.plan.rootfs;
