@@ -166,6 +166,35 @@ enum Command {
     /// Either --process FILE (an OCI process JSON) or a command line after the id;
     /// the defaults (env, cwd, user, capabilities) come from the container's config.
     Exec(ExecArgs),
+    /// Freeze every process of a running container.
+    Pause {
+        /// Container id.
+        id: String,
+    },
+    /// Thaw a paused container.
+    Resume {
+        /// Container id.
+        id: String,
+    },
+    /// List the processes of a container.
+    ///
+    /// The table is the host's `ps` (default options -ef, or those given after the
+    /// id) limited to the container's processes; json is the list of their PIDs.
+    Ps {
+        /// Container id.
+        id: String,
+        /// Options for ps (table format only).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+    },
+    /// Change the resource limits of a container.
+    ///
+    /// From an OCI linux.resources JSON (--resources FILE, or - for stdin), or flags;
+    /// only what is given changes. Sizes take k, m, g suffixes.
+    Update(UpdateArgs),
     /// Write a default config.json (like runc spec) into the bundle directory.
     Spec {
         /// Where to write config.json.
@@ -174,6 +203,51 @@ enum Command {
     },
     /// Print the runtime's features document (runtime-spec features.md) as JSON.
     Features,
+}
+
+#[derive(Args, Debug)]
+struct UpdateArgs {
+    /// Container id.
+    id: String,
+    /// linux.resources as JSON in FILE, or - for stdin.
+    #[arg(short, long, value_name = "FILE")]
+    resources: Option<PathBuf>,
+    /// Memory limit in bytes (k, m, g suffixes).
+    #[arg(long, value_name = "SIZE")]
+    memory: Option<String>,
+    /// Memory + swap limit; -1 for unlimited swap.
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
+    memory_swap: Option<String>,
+    /// Memory soft limit.
+    #[arg(long, value_name = "SIZE")]
+    memory_reservation: Option<String>,
+    /// CPU shares (relative weight).
+    #[arg(long, value_name = "N")]
+    cpu_share: Option<u64>,
+    /// CFS period in microseconds.
+    #[arg(long, value_name = "USEC")]
+    cpu_period: Option<u64>,
+    /// CFS quota in microseconds per period (-1: none).
+    #[arg(long, value_name = "USEC", allow_hyphen_values = true)]
+    cpu_quota: Option<i64>,
+    /// Realtime period in microseconds.
+    #[arg(long, value_name = "USEC")]
+    cpu_rt_period: Option<u64>,
+    /// Realtime runtime in microseconds per period.
+    #[arg(long, value_name = "USEC", allow_hyphen_values = true)]
+    cpu_rt_runtime: Option<i64>,
+    /// CPUs the container may use, e.g. 0-1,3.
+    #[arg(long, value_name = "LIST")]
+    cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use.
+    #[arg(long, value_name = "LIST")]
+    cpuset_mems: Option<String>,
+    /// Maximum number of processes (-1 or 0: unlimited).
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pids_limit: Option<i64>,
+    /// Block IO weight, 10 to 1000.
+    #[arg(long, value_name = "N")]
+    blkio_weight: Option<u16>,
 }
 
 #[derive(Args, Debug)]
@@ -292,6 +366,10 @@ fn dispatch(cli: &Cli, log: &Logger) -> Result<u8> {
                 .with_context(|| format!("exec in container {:?}", a.id))?;
             return Ok(code.clamp(0, 255) as u8);
         }
+        Command::Pause { id } => rt.pause(id)?,
+        Command::Resume { id } => rt.resume(id)?,
+        Command::Ps { id, ps_args, format } => print_ps(&rt, id, ps_args, *format)?,
+        Command::Update(a) => rt.update(&a.id, &update_resources(a)?).with_context(|| format!("update container {:?}", a.id))?,
         Command::Spec { bundle } => write_spec(
             bundle,
             matches!(cli.rootless.as_deref(), Some("true" | "1")),
@@ -375,6 +453,127 @@ fn print_list(rt: &Runtime, format: ListFormat, quiet: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `ps`: JSON, the PIDs; a table, the host's ps limited to them.
+fn print_ps(rt: &Runtime, id: &str, ps_args: &[String], format: ListFormat) -> Result<()> {
+    let pids = rt.pids(id)?;
+    if format == ListFormat::Json {
+        println!("{}", serde_json::to_string(&pids)?);
+        return Ok(());
+    }
+    let args: Vec<&str> = if ps_args.is_empty() { vec!["-ef"] } else { ps_args.iter().map(String::as_str).collect() };
+    let out = std::process::Command::new("ps").args(&args).output().context("run ps")?;
+    if !out.status.success() {
+        bail!("ps {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let col = header.split_whitespace().position(|h| h == "PID").context("ps: no PID column in its output")?;
+    println!("{header}");
+    for line in lines {
+        let pid = line.split_whitespace().nth(col).and_then(|p| p.parse::<i32>().ok());
+        if pid.is_some_and(|p| pids.contains(&p)) {
+            println!("{line}");
+        }
+    }
+    Ok(())
+}
+
+/// A size with an optional k/m/g suffix (powers of 1024), or -1.
+fn parse_size(flag: &str, v: &str) -> Result<i64> {
+    let v = v.trim();
+    let (num, mult) = match v.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let mult = match c.to_ascii_lowercase() {
+                'b' => 1,
+                'k' => 1 << 10,
+                'm' => 1 << 20,
+                'g' => 1 << 30,
+                't' => 1 << 40,
+                _ => bail!("{flag} {v}: unknown size suffix {c:?}"),
+            };
+            (&v[..i], mult)
+        }
+        _ => (v, 1),
+    };
+    let n: i64 = num.parse().with_context(|| format!("{flag} {v}: not a size"))?;
+    if n == -1 {
+        return Ok(-1);
+    }
+    if n < 0 {
+        bail!("{flag} {v}: a size cannot be negative (use -1 for unlimited)");
+    }
+    n.checked_mul(mult).with_context(|| format!("{flag} {v}: too large"))
+}
+
+/// The resources `update` writes: the --resources JSON, with the flags on top.
+fn update_resources(a: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources> {
+    use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxPids};
+    let mut r: oci_spec::runtime::LinuxResources = match &a.resources {
+        Some(p) => {
+            let data = if p.as_os_str() == "-" {
+                let mut v = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut v).context("read --resources from stdin")?;
+                v
+            } else {
+                std::fs::read(p).with_context(|| format!("read --resources {}", p.display()))?
+            };
+            serde_json::from_slice(&data).with_context(|| format!("parse --resources {}", p.display()))?
+        }
+        None => serde_json::from_str("{}").expect("an empty object parses"),
+    };
+    if a.memory.is_some() || a.memory_swap.is_some() || a.memory_reservation.is_some() {
+        let mut m = r.memory().clone().unwrap_or_else(|| serde_json::from_str::<LinuxMemory>("{}").expect("parses"));
+        if let Some(v) = &a.memory {
+            m.set_limit(Some(parse_size("--memory", v)?));
+        }
+        if let Some(v) = &a.memory_swap {
+            m.set_swap(Some(parse_size("--memory-swap", v)?));
+        }
+        if let Some(v) = &a.memory_reservation {
+            m.set_reservation(Some(parse_size("--memory-reservation", v)?));
+        }
+        r.set_memory(Some(m));
+    }
+    let cpu_flags = a.cpu_share.is_some() || a.cpu_period.is_some() || a.cpu_quota.is_some() || a.cpu_rt_period.is_some() || a.cpu_rt_runtime.is_some() || a.cpuset_cpus.is_some() || a.cpuset_mems.is_some();
+    if cpu_flags {
+        let mut c = r.cpu().clone().unwrap_or_else(|| serde_json::from_str::<LinuxCpu>("{}").expect("parses"));
+        if a.cpu_share.is_some() {
+            c.set_shares(a.cpu_share);
+        }
+        if a.cpu_period.is_some() {
+            c.set_period(a.cpu_period);
+        }
+        if a.cpu_quota.is_some() {
+            c.set_quota(a.cpu_quota);
+        }
+        if a.cpu_rt_period.is_some() {
+            c.set_realtime_period(a.cpu_rt_period);
+        }
+        if a.cpu_rt_runtime.is_some() {
+            c.set_realtime_runtime(a.cpu_rt_runtime);
+        }
+        if a.cpuset_cpus.is_some() {
+            c.set_cpus(a.cpuset_cpus.clone());
+        }
+        if a.cpuset_mems.is_some() {
+            c.set_mems(a.cpuset_mems.clone());
+        }
+        r.set_cpu(Some(c));
+    }
+    if let Some(n) = a.pids_limit {
+        let mut p = serde_json::from_str::<LinuxPids>(r#"{"limit":0}"#).expect("parses");
+        p.set_limit(if n <= 0 { -1 } else { n });
+        r.set_pids(Some(p));
+    }
+    if let Some(w) = a.blkio_weight {
+        let mut b = r.block_io().clone().unwrap_or_else(|| serde_json::from_str("{}").expect("parses"));
+        b.set_weight(Some(w));
+        r.set_block_io(Some(b));
+    }
+    Ok(r)
 }
 
 /// The exec process: from --process, or the container's process with the flags'
@@ -553,6 +752,16 @@ mod tests {
         }
         assert!(parse_signal("NOPE").is_err());
         assert!(parse_signal("99").is_err());
+    }
+
+    #[test]
+    fn sizes_take_suffixes() {
+        assert_eq!(parse_size("--memory", "64m").unwrap(), 64 << 20);
+        assert_eq!(parse_size("--memory", "1G").unwrap(), 1 << 30);
+        assert_eq!(parse_size("--memory", "4096").unwrap(), 4096);
+        assert_eq!(parse_size("--memory-swap", "-1").unwrap(), -1);
+        assert!(parse_size("--memory", "-5").unwrap_err().to_string().contains("negative"));
+        assert!(parse_size("--memory", "12q").unwrap_err().to_string().contains("suffix"));
     }
 
     #[test]

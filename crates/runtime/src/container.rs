@@ -529,6 +529,53 @@ impl Runtime {
         kill(Pid::from_raw(rec.pid), signal).step(|| format!("kill {} with {signal}", rec.pid))
     }
 
+    /// Lock the container for a cgroup operation: its record, status and cgroup,
+    /// after checking that `op` is allowed.
+    fn cgroup_op(&self, id: &str, op: Op) -> Result<(Locked, Record, Cgroup)> {
+        let locked = self.store().lock(id, true)?;
+        let rec = locked.load()?;
+        let status = self.status_of(&locked, &rec);
+        if !allowed(status, op) {
+            return Err(Error::WrongState { op: op.verb(), id: id.into(), status });
+        }
+        let cgroup = self.cgroup_of(&rec).ok_or_else(|| Error::State {
+            id: id.into(),
+            reason: format!("its cgroup {} cannot be resolved on this host", rec.cgroups_path),
+        })?;
+        Ok((locked, rec, cgroup))
+    }
+
+    /// `pause`: freeze every process of a running container (v1 freezer, v2
+    /// cgroup.freeze).
+    pub fn pause(&self, id: &str) -> Result<()> {
+        let (_locked, _rec, cgroup) = self.cgroup_op(id, Op::Pause)?;
+        Ok(cgroup.freeze()?)
+    }
+
+    /// `resume`: thaw a paused container.
+    pub fn resume(&self, id: &str) -> Result<()> {
+        let (_locked, _rec, cgroup) = self.cgroup_op(id, Op::Resume)?;
+        Ok(cgroup.thaw()?)
+    }
+
+    /// `ps`: the PIDs (in our PID namespace) of every process in the container's cgroup.
+    pub fn pids(&self, id: &str) -> Result<Vec<i32>> {
+        let locked = self.store().lock(id, false)?;
+        let rec = locked.load()?;
+        match self.cgroup_of(&rec) {
+            Some(cg) => Ok(cg.pids()?),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// `update`: change the resource limits of a live container. Only the fields set
+    /// in `resources` are written.
+    pub fn update(&self, id: &str, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        let (_locked, _rec, cgroup) = self.cgroup_op(id, Op::Update)?;
+        cgroup.apply(resources)?;
+        Ok(())
+    }
+
     /// `delete`: remove a stopped (or created) container; `force` kills a running one.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
         let locked = self.store().lock(id, true)?;

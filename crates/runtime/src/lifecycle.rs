@@ -59,6 +59,10 @@ pub enum Op {
     Resume,
     /// `exec`: run another process inside.
     Exec,
+    /// `update`: change resource limits.
+    Update,
+    /// `events`: read the cgroup's statistics and OOM events.
+    Events,
 }
 
 impl Op {
@@ -72,6 +76,8 @@ impl Op {
             Op::Pause => "pause",
             Op::Resume => "resume",
             Op::Exec => "exec in",
+            Op::Update => "update",
+            Op::Events => "read events of",
         }
     }
 }
@@ -90,6 +96,7 @@ pub fn allowed(status: Status, op: Op) -> bool {
         Pause => status == Running,
         Resume => status == Paused,
         Exec => status == Running,
+        Update | Events => matches!(status, Created | Running | Paused),
     }
 }
 
@@ -119,6 +126,8 @@ mod tests {
             (Op::Pause, &[Status::Running]),
             (Op::Resume, &[Status::Paused]),
             (Op::Exec, &[Status::Running]),
+            (Op::Update, &[Status::Created, Status::Running, Status::Paused]),
+            (Op::Events, &[Status::Created, Status::Running, Status::Paused]),
         ];
         for (op, ok) in table {
             for s in ALL {
