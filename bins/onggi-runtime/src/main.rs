@@ -195,6 +195,21 @@ enum Command {
     /// From an OCI linux.resources JSON (--resources FILE, or - for stdin), or flags;
     /// only what is given changes. Sizes take k, m, g suffixes.
     Update(UpdateArgs),
+    /// Show a container's resource usage and OOM events as JSON lines.
+    ///
+    /// With --stats, one {"type":"stats"} line and exit; else a stats line every
+    /// --interval and an {"type":"oom"} line whenever the OOM killer strikes, until
+    /// the container stops.
+    Events {
+        /// Container id.
+        id: String,
+        /// Print the statistics once and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Time between statistics lines, e.g. 5s, 500ms.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        interval: std::time::Duration,
+    },
     /// Write a default config.json (like runc spec) into the bundle directory.
     Spec {
         /// Where to write config.json.
@@ -366,10 +381,21 @@ fn dispatch(cli: &Cli, log: &Logger) -> Result<u8> {
                 .with_context(|| format!("exec in container {:?}", a.id))?;
             return Ok(code.clamp(0, 255) as u8);
         }
+        Command::Events {
+            id,
+            stats,
+            interval,
+        } => print_events(&rt, id, *stats, *interval)?,
         Command::Pause { id } => rt.pause(id)?,
         Command::Resume { id } => rt.resume(id)?,
-        Command::Ps { id, ps_args, format } => print_ps(&rt, id, ps_args, *format)?,
-        Command::Update(a) => rt.update(&a.id, &update_resources(a)?).with_context(|| format!("update container {:?}", a.id))?,
+        Command::Ps {
+            id,
+            ps_args,
+            format,
+        } => print_ps(&rt, id, ps_args, *format)?,
+        Command::Update(a) => rt
+            .update(&a.id, &update_resources(a)?)
+            .with_context(|| format!("update container {:?}", a.id))?,
         Command::Spec { bundle } => write_spec(
             bundle,
             matches!(cli.rootless.as_deref(), Some("true" | "1")),
@@ -462,23 +488,92 @@ fn print_ps(rt: &Runtime, id: &str, ps_args: &[String], format: ListFormat) -> R
         println!("{}", serde_json::to_string(&pids)?);
         return Ok(());
     }
-    let args: Vec<&str> = if ps_args.is_empty() { vec!["-ef"] } else { ps_args.iter().map(String::as_str).collect() };
-    let out = std::process::Command::new("ps").args(&args).output().context("run ps")?;
+    let args: Vec<&str> = if ps_args.is_empty() {
+        vec!["-ef"]
+    } else {
+        ps_args.iter().map(String::as_str).collect()
+    };
+    let out = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .context("run ps")?;
     if !out.status.success() {
-        bail!("ps {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "ps {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.lines();
     let header = lines.next().unwrap_or_default();
-    let col = header.split_whitespace().position(|h| h == "PID").context("ps: no PID column in its output")?;
+    let col = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .context("ps: no PID column in its output")?;
     println!("{header}");
     for line in lines {
-        let pid = line.split_whitespace().nth(col).and_then(|p| p.parse::<i32>().ok());
+        let pid = line
+            .split_whitespace()
+            .nth(col)
+            .and_then(|p| p.parse::<i32>().ok());
         if pid.is_some_and(|p| pids.contains(&p)) {
             println!("{line}");
         }
     }
     Ok(())
+}
+
+/// `events`: JSON lines as runc prints them ({"type", "id", "data"}).
+fn print_events(rt: &Runtime, id: &str, once: bool, interval: std::time::Duration) -> Result<()> {
+    let line = |kind: &str, data: Option<serde_json::Value>| {
+        let mut v = serde_json::json!({"type": kind, "id": id});
+        if let Some(d) = data {
+            v["data"] = d;
+        }
+        v.to_string()
+    };
+    if once {
+        println!(
+            "{}",
+            line("stats", Some(serde_json::to_value(rt.stats(id)?)?))
+        );
+        return Ok(());
+    }
+    let mut out = std::io::stdout();
+    rt.events(id, interval, &mut |ev| {
+        let text = match ev {
+            onggi_runtime::container::Event::Stats(st) => {
+                line("stats", serde_json::to_value(*st).ok())
+            }
+            onggi_runtime::container::Event::Oom => line("oom", None),
+        };
+        // A closed stdout (the reader went away) ends the stream.
+        writeln!(out, "{text}").and_then(|()| out.flush()).is_ok()
+    })?;
+    Ok(())
+}
+
+/// A duration like 5s, 500ms, 2m, or plain seconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map(|i| s.split_at(i))
+        .unwrap_or((s, "s"));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 5s, 500ms)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
+    };
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err(format!("{s:?}: the interval must be positive"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 /// A size with an optional k/m/g suffix (powers of 1024), or -1.
@@ -498,14 +593,17 @@ fn parse_size(flag: &str, v: &str) -> Result<i64> {
         }
         _ => (v, 1),
     };
-    let n: i64 = num.parse().with_context(|| format!("{flag} {v}: not a size"))?;
+    let n: i64 = num
+        .parse()
+        .with_context(|| format!("{flag} {v}: not a size"))?;
     if n == -1 {
         return Ok(-1);
     }
     if n < 0 {
         bail!("{flag} {v}: a size cannot be negative (use -1 for unlimited)");
     }
-    n.checked_mul(mult).with_context(|| format!("{flag} {v}: too large"))
+    n.checked_mul(mult)
+        .with_context(|| format!("{flag} {v}: too large"))
 }
 
 /// The resources `update` writes: the --resources JSON, with the flags on top.
@@ -515,17 +613,21 @@ fn update_resources(a: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources>
         Some(p) => {
             let data = if p.as_os_str() == "-" {
                 let mut v = Vec::new();
-                std::io::Read::read_to_end(&mut std::io::stdin(), &mut v).context("read --resources from stdin")?;
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)
+                    .context("read --resources from stdin")?;
                 v
             } else {
                 std::fs::read(p).with_context(|| format!("read --resources {}", p.display()))?
             };
-            serde_json::from_slice(&data).with_context(|| format!("parse --resources {}", p.display()))?
+            serde_json::from_slice(&data)
+                .with_context(|| format!("parse --resources {}", p.display()))?
         }
         None => serde_json::from_str("{}").expect("an empty object parses"),
     };
     if a.memory.is_some() || a.memory_swap.is_some() || a.memory_reservation.is_some() {
-        let mut m = r.memory().clone().unwrap_or_else(|| serde_json::from_str::<LinuxMemory>("{}").expect("parses"));
+        let mut m = r
+            .memory()
+            .unwrap_or_else(|| serde_json::from_str::<LinuxMemory>("{}").expect("parses"));
         if let Some(v) = &a.memory {
             m.set_limit(Some(parse_size("--memory", v)?));
         }
@@ -537,9 +639,18 @@ fn update_resources(a: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources>
         }
         r.set_memory(Some(m));
     }
-    let cpu_flags = a.cpu_share.is_some() || a.cpu_period.is_some() || a.cpu_quota.is_some() || a.cpu_rt_period.is_some() || a.cpu_rt_runtime.is_some() || a.cpuset_cpus.is_some() || a.cpuset_mems.is_some();
+    let cpu_flags = a.cpu_share.is_some()
+        || a.cpu_period.is_some()
+        || a.cpu_quota.is_some()
+        || a.cpu_rt_period.is_some()
+        || a.cpu_rt_runtime.is_some()
+        || a.cpuset_cpus.is_some()
+        || a.cpuset_mems.is_some();
     if cpu_flags {
-        let mut c = r.cpu().clone().unwrap_or_else(|| serde_json::from_str::<LinuxCpu>("{}").expect("parses"));
+        let mut c = r
+            .cpu()
+            .clone()
+            .unwrap_or_else(|| serde_json::from_str::<LinuxCpu>("{}").expect("parses"));
         if a.cpu_share.is_some() {
             c.set_shares(a.cpu_share);
         }
@@ -569,7 +680,10 @@ fn update_resources(a: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources>
         r.set_pids(Some(p));
     }
     if let Some(w) = a.blkio_weight {
-        let mut b = r.block_io().clone().unwrap_or_else(|| serde_json::from_str("{}").expect("parses"));
+        let mut b = r
+            .block_io()
+            .clone()
+            .unwrap_or_else(|| serde_json::from_str("{}").expect("parses"));
         b.set_weight(Some(w));
         r.set_block_io(Some(b));
     }
@@ -755,13 +869,37 @@ mod tests {
     }
 
     #[test]
+    fn durations_parse() {
+        assert_eq!(
+            parse_duration("5s").unwrap(),
+            std::time::Duration::from_secs(5)
+        );
+        assert_eq!(
+            parse_duration("250ms").unwrap(),
+            std::time::Duration::from_millis(250)
+        );
+        assert_eq!(
+            parse_duration("2").unwrap(),
+            std::time::Duration::from_secs(2)
+        );
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5y").is_err());
+    }
+
+    #[test]
     fn sizes_take_suffixes() {
         assert_eq!(parse_size("--memory", "64m").unwrap(), 64 << 20);
         assert_eq!(parse_size("--memory", "1G").unwrap(), 1 << 30);
         assert_eq!(parse_size("--memory", "4096").unwrap(), 4096);
         assert_eq!(parse_size("--memory-swap", "-1").unwrap(), -1);
-        assert!(parse_size("--memory", "-5").unwrap_err().to_string().contains("negative"));
-        assert!(parse_size("--memory", "12q").unwrap_err().to_string().contains("suffix"));
+        assert!(parse_size("--memory", "-5")
+            .unwrap_err()
+            .to_string()
+            .contains("negative"));
+        assert!(parse_size("--memory", "12q")
+            .unwrap_err()
+            .to_string()
+            .contains("suffix"));
     }
 
     #[test]

@@ -189,26 +189,91 @@ impl Cgroup {
     }
 
     /// Write the OCI `linux.resources`. See [`crate::plan`] for the mapping of each field
-    /// to v1 and v2 files. A set field whose controller is absent is a
-    /// [`Error::MissingController`]; a value out of range is [`Error::Invalid`], and
-    /// nothing is written then. v2 device rules are ignored (they need eBPF, not done
-    /// yet).
-    pub fn apply(&self, r: &LinuxResources) -> Result<()> {
-        let steps = plan::plan(r, self)?;
+    /// to v1 and v2 files. Every field is validated before the first write: a set field
+    /// whose controller is absent is a [`Error::MissingController`], a value out of
+    /// range is [`Error::Invalid`], and nothing is written then.
+    ///
+    /// Returns warnings: one sentence per set field that has no effect on this host
+    /// (e.g. `memory.kernel`, or `memory.swappiness` on v2), naming the field.
+    ///
+    /// On v2, `devices` is validated but not written: device rules take an eBPF
+    /// program, which the caller attaches (see [`Cgroup::device_rules_need_ebpf`]).
+    pub fn apply(&self, r: &LinuxResources) -> Result<Vec<String>> {
+        let plan = plan::plan(r, self)?;
+        self.execute(plan)
+    }
+
+    /// `update` on a live container: [`Cgroup::apply`] with the new resources, after
+    /// one check: with `memory.checkBeforeUpdate`, a memory limit below the current
+    /// usage is refused ([`Error::Invalid`]) instead of being left to the kernel
+    /// (which refuses it on v1 but OOM-kills on v2). On v1 the memory and memory+swap
+    /// limits are written in whichever order keeps `limit <= memsw` (see
+    /// [`crate::plan`]); v1 device rules are reset (deny all) and written again.
+    pub fn update(&self, r: &LinuxResources) -> Result<Vec<String>> {
+        let plan = plan::plan(r, self)?;
+        if let Some(m) = r.memory() {
+            let limit = m.limit().filter(|&l| l > 0);
+            if let (Some(limit), Some(true)) = (limit, m.check_before_update()) {
+                let usage = self.memory_usage()?;
+                if usage > limit as u64 {
+                    return Err(Error::Invalid {
+                        field: "linux.resources.memory.limit",
+                        reason: format!(
+                            "{limit} is below the current usage {usage} (checkBeforeUpdate)"
+                        ),
+                    });
+                }
+            }
+        }
+        self.execute(plan)
+    }
+
+    /// On v2, `apply` does not enforce `linux.resources.devices`: the caller must attach
+    /// the eBPF device program to [`Cgroup::unified_path`]. False on v1 and hybrid,
+    /// where `apply` writes `devices.deny`/`devices.allow`.
+    pub fn device_rules_need_ebpf(&self) -> bool {
+        self.version == Version::V2
+    }
+
+    /// Run the writes of a plan: one `open` + `write` per file, and the few fallbacks
+    /// and retries [`OnError`] describes.
+    fn execute(&self, plan: plan::Plan) -> Result<Vec<String>> {
+        let plan::Plan {
+            steps,
+            mut warnings,
+        } = plan;
         let mut open: Option<(PathBuf, std::fs::File)> = None;
+        // A file found missing whose fallback is written from then on (BFQ's weight
+        // files on a kernel without BFQ): one failed open per file, not per step.
+        let mut missing: Option<&str> = None;
         let mut i = 0;
         while i < steps.len() {
             let step = &steps[i];
-            let dir = self.target_dir(step.target)?;
-            if let Err(e) = self.write_step(&mut open, dir, &step.file, &step.value) {
+            let dir = self.target_dir(step)?;
+            // Once a file was found missing, its fallback is written straight away.
+            let (file, value, known_missing) = match &step.on_error {
+                OnError::Fallback(file, value) if missing == Some(&*step.file) => {
+                    (*file, value.as_str(), true)
+                }
+                _ => (&*step.file, step.value.as_str(), false),
+            };
+            if let Err(e) = self.write_step(&mut open, dir, file, value) {
                 match (&step.on_error, e.raw_os_error()) {
+                    _ if known_missing => return Err(fs::write_error(dir.join(file), value, e)),
                     (OnError::SkipIfMissing, Some(libc::ENOENT)) => {}
+                    (OnError::WarnIfMissing, Some(libc::ENOENT)) => warnings.push(format!(
+                        "{}: this kernel has no {}, so that value is ignored",
+                        step.field, step.file
+                    )),
                     (OnError::Fallback(file, value), Some(libc::ENOENT)) => {
-                        fs::write(dir.join(file), value)?
+                        missing = Some(&step.file);
+                        self.write_step(&mut open, dir, file, value)
+                            .map_err(|e| fs::write_error(dir.join(file), value, e))?;
                     }
                     (OnError::RetryAfterNext, Some(libc::EINVAL)) if i + 1 < steps.len() => {
                         let next = &steps[i + 1];
-                        let next_dir = self.target_dir(next.target)?;
+                        let next_dir = self.target_dir(next)?;
+                        open = None;
                         fs::write(next_dir.join(&*next.file), &next.value)?;
                         fs::write(dir.join(&*step.file), &step.value)?;
                         i += 1;
@@ -218,7 +283,7 @@ impl Cgroup {
             }
             i += 1;
         }
-        Ok(())
+        Ok(warnings)
     }
 
     /// Write one step, reusing the open file when the previous step wrote the same
@@ -245,28 +310,34 @@ impl Cgroup {
 
     /// The directory a step writes to; on Hybrid, enables the step's controller in the
     /// unified parents the first time.
-    fn target_dir(&self, t: Target) -> Result<&Path> {
-        match t {
+    fn target_dir(&self, step: &plan::Step) -> Result<&Path> {
+        match step.target {
             Target::V1(c) => self
                 .v1_dir(c.v1_name())
                 .map(|d| d.path.as_path())
-                .ok_or_else(|| Error::MissingController {
-                    controller: c.v1_name().to_owned(),
-                    field: "linux.resources",
-                }),
+                .ok_or_else(|| missing(c.v1_name(), step.field)),
             Target::V2(c) => {
                 let u = self
                     .unified
                     .as_ref()
-                    .ok_or_else(|| Error::MissingController {
-                        controller: "unified".to_owned(),
-                        field: "linux.resources",
-                    })?;
-                if let (Some(c), Version::Hybrid) = (c, self.version) {
-                    if u.enabled.load(Ordering::Relaxed) & c.bit() == 0 {
-                        enable_in_parents(u, &format!("+{}", c.v2_name()))?;
+                    .ok_or_else(|| missing("unified", step.field))?;
+                if self.version != Version::Hybrid {
+                    return Ok(&u.path);
+                }
+                // A `unified` key: its controller is the file's prefix.
+                let name = match c {
+                    Some(c) => c.v2_name(),
+                    None => step.file.split('.').next().unwrap_or_default(),
+                };
+                match c.or_else(|| Ctrl::from_v2_name(name)) {
+                    Some(c) if u.enabled.load(Ordering::Relaxed) & c.bit() != 0 => {}
+                    Some(c) => {
+                        enable_in_parents(u, &format!("+{name}"))?;
                         u.enabled.fetch_or(c.bit(), Ordering::Relaxed);
                     }
+                    None if name == "cgroup" => {}
+                    // A controller apply does not know: enabled at every write (rare).
+                    None => enable_in_parents(u, &format!("+{name}"))?,
                 }
                 Ok(&u.path)
             }
@@ -998,7 +1069,7 @@ mod tests {
                 .build()
                 .unwrap(),
         ));
-        // Device rules are ignored on v2 (eBPF is not done yet).
+        // Device rules are not written on v2 (the caller attaches an eBPF program).
         r.set_devices(Some(vec![LinuxDeviceCgroupBuilder::default()
             .allow(false)
             .build()

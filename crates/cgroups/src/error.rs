@@ -116,6 +116,28 @@ pub enum Error {
         /// What is missing.
         reason: &'static str,
     },
+    /// Sending a signal to a process of the cgroup failed (not `ESRCH`: a process that
+    /// is gone is fine).
+    #[error("send {signal} to process {pid}")]
+    Signal {
+        /// The process.
+        pid: i32,
+        /// The signal, e.g. `SIGKILL`.
+        signal: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// `kill_all(SIGKILL)` still found processes in the cgroup after its deadline.
+    #[error("kill every process in {}: {} still there after {waited_ms} ms: {pids:?}", path.display(), pids.len())]
+    KillTimeout {
+        /// The cgroup directory (of the pids hierarchy, when there is one).
+        path: PathBuf,
+        /// The processes left.
+        pids: Vec<i32>,
+        /// How long we waited.
+        waited_ms: u64,
+    },
     /// The v1 freezer did not reach `FROZEN` in time.
     #[error("freeze {}: still {state:?} after {waited_ms} ms", path.display())]
     FreezeTimeout {
@@ -136,7 +158,8 @@ impl Error {
             | Error::ReadDir { source, .. }
             | Error::Write { source, .. }
             | Error::Mkdir { source, .. }
-            | Error::Rmdir { source, .. } => source.raw_os_error(),
+            | Error::Rmdir { source, .. }
+            | Error::Signal { source, .. } => source.raw_os_error(),
             _ => None,
         }
     }

@@ -4,9 +4,12 @@
 //! exist. They only create cgroups under `/onggi-cgtest-<pid>-<test>`, and a guard
 //! removes them (and kills the child) even when an assertion fails.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
+use nix::sys::signal::Signal;
 use oci_spec::runtime::{
     LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxMemoryBuilder, LinuxPidsBuilder,
     LinuxResources, LinuxResourcesBuilder,
@@ -186,4 +189,94 @@ fn destroy_removes_child_cgroups_and_keeps_a_busy_parent() {
         );
     }
     std::fs::remove_dir(&sibling).expect("remove sibling");
+}
+
+#[test]
+fn stats_then_kill_all_on_the_host() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping host cgroup test: {why}");
+        return;
+    }
+    let mut g = Guard::new("stats");
+    g.cg.create().expect("create");
+    // The shell waits for a line, so that it execs the busy loop (and faults in its
+    // memory) only once it is in the cgroup.
+    let mut child = Command::new("sh")
+        .args(["-c", "read _; exec sh -c 'while :; do :; done'"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("spawn sh");
+    let mut stdin = child.stdin.take().unwrap();
+    let pid = child.id() as i32;
+    g.child = Some(child);
+    g.cg.add_pid(pid).expect("add_pid");
+    stdin.write_all(b"go\n").expect("start the loop");
+    std::thread::sleep(Duration::from_millis(300));
+
+    let s = g.cg.stats().expect("stats");
+    assert!(s.cpu.usage_ns > 0, "{s:?}");
+    assert!(s.cpu.user_ns + s.cpu.system_ns > 0, "{s:?}");
+    assert!(s.memory.usage > 0, "{s:?}");
+    assert_eq!(s.memory.limit, u64::MAX, "{s:?}");
+    assert!(s.pids.current >= 1, "{s:?}");
+    assert_eq!(s.pids.limit, 0, "{s:?}");
+    assert_eq!(g.cg.oom_kill_count().expect("oom_kill_count"), 0);
+
+    g.cg.kill_all(Signal::SIGKILL).expect("kill_all");
+    // The killed child is a zombie until waited for, and no longer listed.
+    assert_eq!(g.cg.pids().expect("pids"), Vec::<i32>::new());
+    let status = g.child.take().unwrap().wait().expect("wait");
+    assert!(!status.success());
+    g.cg.destroy().expect("destroy");
+    for d in g.all_dirs() {
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
+}
+
+#[test]
+fn update_raises_and_lowers_memory_and_swap_on_the_host() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping host cgroup test: {why}");
+        return;
+    }
+    let g = Guard::new("update");
+    g.cg.create().expect("create");
+    let mem = g.cg.path("memory").expect("memory hierarchy").to_owned();
+    if !mem.join("memory.memsw.limit_in_bytes").exists() {
+        eprintln!("skipping: no swap accounting (memory.memsw.*)");
+        return;
+    }
+    let r = |limit: i64, swap: i64| {
+        let m = LinuxMemoryBuilder::default()
+            .limit(limit)
+            .swap(swap)
+            .check_before_update(true)
+            .build()
+            .unwrap();
+        LinuxResourcesBuilder::default().memory(m).build().unwrap()
+    };
+    let limits = || {
+        (
+            read(mem.join("memory.limit_in_bytes")).trim().to_owned(),
+            read(mem.join("memory.memsw.limit_in_bytes"))
+                .trim()
+                .to_owned(),
+        )
+    };
+    let mib = |n: i64| (n << 20).to_string();
+    g.cg.apply(&r(64 << 20, 128 << 20)).expect("apply");
+    assert_eq!(limits(), (mib(64), mib(128)));
+    // Raising: the kernel refuses the new limit above the old memsw (EINVAL), so
+    // memsw goes first.
+    g.cg.update(&r(256 << 20, 512 << 20)).expect("raise");
+    assert_eq!(limits(), (mib(256), mib(512)));
+    // Lowering: the limit goes first.
+    g.cg.update(&r(32 << 20, 48 << 20)).expect("lower");
+    assert_eq!(limits(), (mib(32), mib(48)));
+    // Unlimited memory lifts memsw too.
+    let m = LinuxMemoryBuilder::default().limit(-1i64).build().unwrap();
+    let unlimited = LinuxResourcesBuilder::default().memory(m).build().unwrap();
+    g.cg.update(&unlimited).expect("unlimited");
+    let (l, s) = limits();
+    assert!(l.parse::<u64>().unwrap() > 1 << 62 && s == l, "{l} {s}");
 }

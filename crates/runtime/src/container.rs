@@ -59,6 +59,15 @@ pub struct CreateOpts {
     pub preserve_fds: i32,
 }
 
+/// What `events` reports.
+#[derive(Debug)]
+pub enum Event {
+    /// Periodic statistics of the container's cgroup.
+    Stats(Box<onggi_cgroups::Stats>),
+    /// The OOM killer killed a process in the container.
+    Oom,
+}
+
 /// Options of `exec`.
 #[derive(Debug, Clone, Default)]
 pub struct ExecOpts {
@@ -338,7 +347,7 @@ impl Runtime {
         }
         cgroup.create()?;
         if let Some(r) = &plan.resources {
-            cgroup.apply(r)?;
+            apply_resources(cgroup, r, false)?;
         }
         cgroup.add_pid(pid.as_raw())?;
         ch.send(&Msg::Go).step(|| "send Go to the init")?;
@@ -521,9 +530,7 @@ impl Runtime {
         }
         if all {
             if let Some(cg) = self.cgroup_of(&rec) {
-                for p in cg.pids()? {
-                    let _ = kill(Pid::from_raw(p), signal);
-                }
+                cg.kill_all(signal)?;
             }
         }
         kill(Pid::from_raw(rec.pid), signal).step(|| format!("kill {} with {signal}", rec.pid))
@@ -536,11 +543,18 @@ impl Runtime {
         let rec = locked.load()?;
         let status = self.status_of(&locked, &rec);
         if !allowed(status, op) {
-            return Err(Error::WrongState { op: op.verb(), id: id.into(), status });
+            return Err(Error::WrongState {
+                op: op.verb(),
+                id: id.into(),
+                status,
+            });
         }
         let cgroup = self.cgroup_of(&rec).ok_or_else(|| Error::State {
             id: id.into(),
-            reason: format!("its cgroup {} cannot be resolved on this host", rec.cgroups_path),
+            reason: format!(
+                "its cgroup {} cannot be resolved on this host",
+                rec.cgroups_path
+            ),
         })?;
         Ok((locked, rec, cgroup))
     }
@@ -572,8 +586,58 @@ impl Runtime {
     /// in `resources` are written.
     pub fn update(&self, id: &str, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
         let (_locked, _rec, cgroup) = self.cgroup_op(id, Op::Update)?;
-        cgroup.apply(resources)?;
-        Ok(())
+        apply_resources(&cgroup, resources, true)
+    }
+
+    /// `events --stats`: the container's cgroup statistics now.
+    pub fn stats(&self, id: &str) -> Result<onggi_cgroups::Stats> {
+        let (_locked, _rec, cgroup) = self.cgroup_op(id, Op::Events)?;
+        Ok(cgroup.stats()?)
+    }
+
+    /// `events`: call `each` with an event every `interval` (statistics) and as soon
+    /// as the OOM killer strikes in the container's cgroup (polled every 100 ms),
+    /// until the container stops or `each` returns false.
+    pub fn events(
+        &self,
+        id: &str,
+        interval: std::time::Duration,
+        each: &mut dyn FnMut(Event) -> bool,
+    ) -> Result<()> {
+        let (locked, rec, cgroup) = self.cgroup_op(id, Op::Events)?;
+        // Don't hold the lock while we stream: others must be able to act.
+        drop(locked);
+        let mut ooms = cgroup.oom_kill_count().unwrap_or(0);
+        let tick = std::time::Duration::from_millis(100).min(interval);
+        let mut next_stats = std::time::Instant::now();
+        loop {
+            if !state::process_alive(Pid::from_raw(rec.pid), rec.start_time) {
+                return Ok(());
+            }
+            let now_ooms = cgroup.oom_kill_count().unwrap_or(ooms);
+            if now_ooms > ooms {
+                ooms = now_ooms;
+                if !each(Event::Oom) {
+                    return Ok(());
+                }
+            }
+            if std::time::Instant::now() >= next_stats {
+                next_stats += interval;
+                match cgroup.stats() {
+                    Ok(st) => {
+                        if !each(Event::Stats(Box::new(st))) {
+                            return Ok(());
+                        }
+                    }
+                    // The cgroup went away: the container is being deleted.
+                    Err(_) if !state::process_alive(Pid::from_raw(rec.pid), rec.start_time) => {
+                        return Ok(())
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            std::thread::sleep(tick);
+        }
     }
 
     /// `delete`: remove a stopped (or created) container; `force` kills a running one.
@@ -612,9 +676,7 @@ impl Runtime {
     ) -> Result<()> {
         if let Some(cg) = cgroup {
             if !rec.own_pid_namespace {
-                for p in cg.pids().unwrap_or_default() {
-                    let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
-                }
+                cg.kill_all(Signal::SIGKILL)?;
             }
             cg.destroy()?;
         }
@@ -994,6 +1056,31 @@ fn exec_child(
     let program = init::find_program(&p.args[0], &p.env)?;
     ch.send(&Msg::Ready).step(|| "report ready")?;
     init::exec_process(p, &program, preserve_fds)
+}
+
+/// Write `linux.resources` into the cgroup (`live`: an update of a running
+/// container, which refuses a memory limit below the current usage when asked to),
+/// saying on stderr which fields have no effect here; on cgroup v2 the device rules
+/// become an eBPF program attached to the cgroup.
+fn apply_resources(
+    cgroup: &Cgroup,
+    r: &oci_spec::runtime::LinuxResources,
+    live: bool,
+) -> Result<()> {
+    let warnings = if live {
+        cgroup.update(r)?
+    } else {
+        cgroup.apply(r)?
+    };
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    if cgroup.device_rules_need_ebpf() {
+        if let (Some(dir), Some(rules)) = (cgroup.unified_path(), r.devices()) {
+            onggi_cgroups::ebpf::apply(dir, rules)?;
+        }
+    }
+    Ok(())
 }
 
 /// After `Start`: the channel is close-on-exec in the init, so end-of-file means the

@@ -81,6 +81,9 @@ pub enum Error {
     /// The cgroup layer failed.
     #[error("cgroup: {0}")]
     Cgroup(#[from] onggi_cgroups::Error),
+    /// The cgroup v2 device filter (an eBPF program) could not be set up.
+    #[error("cgroup v2 device rules (linux.resources.devices): {0}")]
+    Devices(#[from] onggi_cgroups::ebpf::EbpfError),
     /// The container's init process reported a failure during setup.
     #[error("{0}")]
     Init(String),

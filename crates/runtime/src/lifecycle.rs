@@ -126,8 +126,14 @@ mod tests {
             (Op::Pause, &[Status::Running]),
             (Op::Resume, &[Status::Paused]),
             (Op::Exec, &[Status::Running]),
-            (Op::Update, &[Status::Created, Status::Running, Status::Paused]),
-            (Op::Events, &[Status::Created, Status::Running, Status::Paused]),
+            (
+                Op::Update,
+                &[Status::Created, Status::Running, Status::Paused],
+            ),
+            (
+                Op::Events,
+                &[Status::Created, Status::Running, Status::Paused],
+            ),
         ];
         for (op, ok) in table {
             for s in ALL {

@@ -253,6 +253,8 @@ pub fn recv_fd<F: AsFd>(sock: F) -> Result<Option<OwnedFd>, Errno> {
     Ok(received)
 }
 
+pub mod bpf;
+
 #[cfg(test)]
 mod tests {
     use super::*;
