@@ -203,6 +203,12 @@ impl Cgroup {
         self.execute(plan)
     }
 
+    /// Check `r` as [`Cgroup::apply`] would (ranges, controllers present), writing
+    /// nothing: so that bad input is refused before anything is created.
+    pub fn check(&self, r: &LinuxResources) -> Result<()> {
+        plan::plan(r, self).map(drop)
+    }
+
     /// `update` on a live container: [`Cgroup::apply`] with the new resources, after
     /// one check: with `memory.checkBeforeUpdate`, a memory limit below the current
     /// usage is refused ([`Error::Invalid`]) instead of being left to the kernel

@@ -235,6 +235,10 @@ impl Runtime {
         // Only resolved here; the directories are made after the clone, while the
         // init does its first mounts (see `bootstrap`).
         let cgroup = Cgroup::new(&hier, &plan.cgroups_path, &own_cgroup(&plan.cgroups_path))?;
+        // Bad limits are refused before anything is cloned.
+        if let Some(r) = &plan.resources {
+            cgroup.check(r)?;
+        }
         let cg_view = if plan
             .mounts
             .iter()

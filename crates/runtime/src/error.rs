@@ -105,6 +105,10 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The runtime process that was setting the container up went away (it failed,
+    /// and reports why itself).
+    #[error("the runtime that was creating the container exited")]
+    ParentGone,
     /// A request the runtime does not support (yet).
     #[error("{0}")]
     Unsupported(String),

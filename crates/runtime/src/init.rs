@@ -62,8 +62,10 @@ pub fn main(args: InitArgs<'_>) -> ! {
         Err(e) => e,
     };
     // After start nobody listens on the channel any more: then the container's
-    // stderr is the only place left to say what went wrong.
-    if args.channel.send(&Msg::Error(err.to_string())).is_err() {
+    // stderr is the only place left to say what went wrong. A parent that hung up
+    // before Go failed itself and says why; the init stays quiet then.
+    if args.channel.send(&Msg::Error(err.to_string())).is_err() && !matches!(err, Error::ParentGone)
+    {
         eprintln!("onggi-runtime: container init: {err}");
     }
     std::process::exit(1)
@@ -214,7 +216,10 @@ impl<'a> Gate<'a> {
         self.args
             .channel
             .expect(Msg::Go, "Go")
-            .map_err(|e| Error::Init(format!("wait for the parent: {e}")))?;
+            .map_err(|e| match e {
+                crate::sync::ChannelError::Closed => Error::ParentGone,
+                e => Error::Init(format!("wait for the parent: {e}")),
+            })?;
         if self
             .args
             .plan
