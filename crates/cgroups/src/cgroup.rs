@@ -528,17 +528,26 @@ impl Cgroup {
 
     /// The controllers usable in the unified directory (read once): on V2 those of the
     /// directory itself (the root's when `create` ran), on Hybrid the hierarchy root's.
-    fn v2_controllers<'a>(&self, u: &'a UnifiedDir) -> Result<&'a str> {
+    fn v2_controllers<'a>(&self, u: &'a UnifiedDir) -> Result<std::borrow::Cow<'a, str>> {
         if let Some(c) = u.controllers.get() {
-            return Ok(c);
+            return Ok(std::borrow::Cow::Borrowed(c));
         }
         let dir = if self.version == Version::V2 {
             &u.path
         } else {
             &u.mount
         };
-        let text = fs::read(&dir.join("cgroup.controllers"))?;
-        Ok(u.controllers.get_or_init(|| text))
+        match fs::read(&dir.join("cgroup.controllers")) {
+            Ok(text) => Ok(std::borrow::Cow::Borrowed(
+                u.controllers.get_or_init(|| text),
+            )),
+            // Not created yet (`check` before `create`): what the hierarchy root offers is
+            // what `create` will enable. Not cached: the leaf, once made, is the truth.
+            Err(e) if e.errno() == Some(libc::ENOENT) && dir == &u.path => Ok(
+                std::borrow::Cow::Owned(fs::read(&u.mount.join("cgroup.controllers"))?),
+            ),
+            Err(e) => Err(e),
+        }
     }
 
     /// V2 `create`: enable every available controller in each parent, so the leaf gets
@@ -1130,6 +1139,29 @@ mod tests {
             cg.apply(&pids).unwrap_err(),
             Error::MissingController { .. }
         ));
+    }
+
+    #[test]
+    fn v2_check_before_create_uses_the_roots_controllers_and_writes_nothing() {
+        let tmp = TempDir::new().unwrap();
+        let h = detect(tmp.path(), V2);
+        files(tmp.path(), &[("cgroup.controllers", "cpu pids\n")]);
+        let cg = Cgroup::new(&h, "/onggi/c1", "").unwrap();
+        let pids = LinuxResourcesBuilder::default()
+            .pids(LinuxPidsBuilder::default().limit(3).build().unwrap())
+            .build()
+            .unwrap();
+        cg.check(&pids).unwrap();
+        let m = LinuxMemoryBuilder::default()
+            .limit(1 << 20)
+            .build()
+            .unwrap();
+        let memory = LinuxResourcesBuilder::default().memory(m).build().unwrap();
+        assert!(matches!(
+            cg.check(&memory).unwrap_err(),
+            Error::MissingController { .. }
+        ));
+        assert!(!tmp.path().join("onggi").exists(), "check wrote something");
     }
 
     #[test]
