@@ -194,7 +194,9 @@ holds "events --stats: oom_events 0 and the limit before" \
   'grep -q "\"oom_events\":0[,}]" "$W/oomev.stats0" && grep -q "\"limit\":$((32 * MIB))[,}]" "$W/oomev.stats0" || { cat "$W/oomev.stats0"; false; }'
 rt events --interval 1s oomev >"$W/oomev.events" 2>&1 &
 events_pid=$!
-sleep 0.5
+# events prints its first stats line right after reading the OOM baseline: an OOM
+# before that is not one it saw happen.
+wait_for "events to print its first line" 'grep -q "\"type\":\"stats\"" "$W/oomev.events"'
 touch "$W/oomev-shared/go"
 wait_for "the inner dd to be killed" 'grep -q inner= "$W/oomev.out"'
 check "events: the killed child's status" inner=137 "$(cat "$W/oomev.out")"

@@ -705,8 +705,11 @@ fn events_report_the_oom_kill() {
     assert_eq!(before["data"]["memory"]["limit"], 32 * MIB, "{before}");
 
     let events = fx.spawn(&["events", "--interval", "1s", &id]);
-    // Let events start watching before the allocation.
-    std::thread::sleep(Duration::from_millis(500));
+    // events prints its first stats line right after reading the OOM baseline: an OOM
+    // before that is not one it saw happen.
+    wait_until("events to print its first line", || {
+        events.stdout_now().contains("\"type\":\"stats\"")
+    });
     fs::write(shared.join("go"), "").unwrap();
     wait_until("the inner shell to be OOM-killed", || {
         created.stdout_now().contains("inner=")

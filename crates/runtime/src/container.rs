@@ -615,15 +615,17 @@ impl Runtime {
         let tick = std::time::Duration::from_millis(100).min(interval);
         let mut next_stats = std::time::Instant::now();
         loop {
-            if !state::process_alive(Pid::from_raw(rec.pid), rec.start_time) {
-                return Ok(());
-            }
+            // The OOM counter first: a kill that ended the container is still reported.
+            let alive = state::process_alive(Pid::from_raw(rec.pid), rec.start_time);
             let now_ooms = cgroup.oom_kill_count().unwrap_or(ooms);
             if now_ooms > ooms {
                 ooms = now_ooms;
                 if !each(Event::Oom) {
                     return Ok(());
                 }
+            }
+            if !alive {
+                return Ok(());
             }
             if std::time::Instant::now() >= next_stats {
                 next_stats += interval;
