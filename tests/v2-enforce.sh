@@ -208,7 +208,9 @@ holds "events --stats: oom_events > 0 after" \
 kill "$events_pid" 2>/dev/null
 wait "$events_pid" 2>/dev/null
 rt delete --force oomev
-holds "events: delete --force leaves nothing" 'gone oomev'
+# The kill above reaches the subshell running `rt`, not the events process in it:
+# that one ends by itself at its next poll, once the container is gone.
+holds "events: delete --force leaves nothing" 'wait_for "events and the container to be gone" "gone oomev"'
 
 # --- pids: limit 20 against 100 sleeps ----------------------------------------------
 # busybox sh gives up at its first failed fork: the loop runs in a child shell, and
