@@ -667,6 +667,11 @@ impl Runtime {
         let cgroup = self.cgroup_of(&rec);
         if status != Status::Stopped {
             stop_init(&rec, cgroup.as_ref(), status == Status::Paused)?;
+            // Whatever else is in the cgroup (joined from outside the PID namespace)
+            // goes too: cgroup.kill on v2, a signal each on v1.
+            if let Some(cg) = &cgroup {
+                cg.kill_all(Signal::SIGKILL)?;
+            }
         }
         self.remove_container(&locked, &rec, cgroup.as_ref())
     }
