@@ -943,4 +943,30 @@ fn bad_resources_fail_with_the_field_named_and_leave_no_cgroup() {
         set_resources(c, "memory", json!({"limit": 32 * MIB, "swap": 16 * MIB}))
     });
     create_fails(&fx, "swap", &swap, &["linux.resources.memory.swap"]);
+
+    // A device rule whose access is not made of r, w, m.
+    let device = fx.bundle(&["true"], |c| {
+        c["linux"]["resources"]["devices"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwz"}))
+    });
+    create_fails(&fx, "device", &device, &["linux.resources.devices", "rwz"]);
+
+    // A controller this host does not have mounted (rdma is not, here).
+    if !Path::new("/sys/fs/cgroup/rdma").exists() {
+        let rdma = fx.bundle(&["true"], |c| {
+            set_resources(
+                c,
+                "rdma",
+                json!({"mlx5_0": {"hcaHandles": 3, "hcaObjects": 10}}),
+            )
+        });
+        create_fails(
+            &fx,
+            "rdma",
+            &rdma,
+            &["linux.resources.rdma", "rdma cgroup controller"],
+        );
+    }
 }
