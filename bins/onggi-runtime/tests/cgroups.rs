@@ -7,31 +7,24 @@
 //! `/sys/fs/cgroup/<controller>`; on a cgroup v2-only host they skip with a note, and
 //! `tests/v2-enforce.sh` makes the same checks in the v2 guest of `vm-run`.
 //!
-//! The helpers are those of `runtime.rs` (copied: every integration-test file is its
-//! own crate): every test needs root and skips itself otherwise; each has its own
-//! `--root`, bundles and output files in a tempdir, ids unique on the host, and its
-//! own cgroup parent (`cgroupsPath` is `/onggi-ct<PID>-<test>/<id>`). A [`Fixture`]
-//! runs `delete --force` on every id it handed out and removes its cgroup parent when
-//! the test ends, passed or failed.
+//! The harness is that of `runtime.rs`, in `common/mod.rs`: every test needs root and
+//! skips itself otherwise, and has its own `--root`, bundles, ids and cgroup parent,
+//! removed by its [`Fixture`] when the test ends, passed or failed.
 //!
 //! Tests run in parallel with each other and with `runtime.rs` on a small machine, so
 //! CPU use is measured from the container's own cgroup (`cpuacct.usage`), never from
 //! the host's view, and lower bounds allow for other tests taking the CPUs.
 
-use std::cell::{Cell, RefCell};
+mod common;
+
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::*;
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_onggi-runtime");
-const MKBUNDLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/mkbundle.sh");
-/// How long any single command or condition may take before the test fails.
-const TIMEOUT: Duration = Duration::from_secs(10);
-const MIB: i64 = 1 << 20;
 /// A program that allocates and touches 100 MiB: busybox dd's buffer, filled from
 /// /dev/zero by one read(2). (A shell holding a growing string, `x=$(yes | head -c
 /// 100000000)`, can instead thrash for minutes at the limit, reclaiming and
@@ -39,514 +32,18 @@ const MIB: i64 = 1 << 20;
 /// with the rootfs on 9p.)
 const ALLOCATE_100MIB: [&str; 5] = ["dd", "if=/dev/zero", "of=/dev/null", "bs=100M", "count=1"];
 
-// ---------------------------------------------------------------------------------
-// Helpers (from runtime.rs)
-// ---------------------------------------------------------------------------------
-
-/// What a finished command left behind.
-#[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    /// The stdout file: a container made by `create` or `run --detach` writes here
-    /// after the runtime has exited.
-    stdout_file: PathBuf,
-}
-
-impl Out {
-    /// Require exit code 0.
-    #[track_caller]
-    fn ok(self) -> Out {
-        assert_eq!(self.code, 0, "expected success, got {self:#?}");
-        self
-    }
-
-    /// Require a failure reported the runtime's way (`error: ...` on stderr) whose
-    /// message contains every one of `words`.
-    #[track_caller]
-    fn fails_with(self, words: &[&str]) -> Out {
-        assert_ne!(self.code, 0, "expected failure, got {self:#?}");
-        assert!(
-            self.stderr.starts_with("error:"),
-            "stderr should start with 'error:': {self:#?}"
+/// A [`Fixture`] for a test of this file: `None` (after a note on stderr) when not
+/// root or not on a cgroup v1 host; the test then returns early.
+fn v1_fixture(test: &'static str) -> Option<Fixture> {
+    let fx = Fixture::new(test)?;
+    if !Path::new(CGROUP_FS).join("pids").is_dir() {
+        eprintln!(
+            "skipping {test}: not a cgroup v1 host (no {CGROUP_FS}/pids); \
+             tests/v2-enforce.sh checks cgroup v2 in vm-run's guest"
         );
-        for w in words {
-            assert!(
-                self.stderr.contains(w),
-                "stderr should mention {w:?}: {self:#?}"
-            );
-        }
-        self
+        return None;
     }
-
-    /// The stdout file as it is now.
-    fn stdout_now(&self) -> String {
-        read(&self.stdout_file)
-    }
-}
-
-/// A runtime process that has been started and not yet waited for.
-struct Running {
-    child: Option<Child>,
-    stdout: PathBuf,
-    stderr: PathBuf,
-    what: String,
-}
-
-impl Running {
-    /// Wait (at most [`TIMEOUT`]) for the runtime to exit and collect its output.
-    #[track_caller]
-    fn wait(mut self) -> Out {
-        let mut child = self.child.take().expect("waited once");
-        let deadline = Instant::now() + TIMEOUT;
-        let status = loop {
-            if let Some(st) = child.try_wait().expect("try_wait") {
-                break st;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "`{}` did not finish within {TIMEOUT:?}\nstdout: {}\nstderr: {}",
-                    self.what,
-                    read(&self.stdout),
-                    read(&self.stderr)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        };
-        use std::os::unix::process::ExitStatusExt;
-        Out {
-            code: status
-                .code()
-                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
-            stdout: read(&self.stdout),
-            stderr: read(&self.stderr),
-            stdout_file: self.stdout.clone(),
-        }
-    }
-
-    /// What the process has written to stdout so far.
-    fn stdout_now(&self) -> String {
-        read(&self.stdout)
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn read(p: &Path) -> String {
-    fs::read_to_string(p).unwrap_or_default()
-}
-
-/// One test's world: a tempdir holding its `--root`, bundles and output files; the
-/// container ids it handed out (each deleted with `--force` on drop); and a cgroup
-/// parent of its own, `/onggi-ct<PID>-<test>`, that every container it starts is put
-/// under (so parallel tests never share, create or remove one another's parent).
-struct Fixture {
-    test: &'static str,
-    dir: tempfile::TempDir,
-    root: PathBuf,
-    cgroup_parent: String,
-    ids: RefCell<Vec<String>>,
-    seq: Cell<u32>,
-}
-
-impl Fixture {
-    /// `None` (after a note on stderr) when not root or not on a cgroup v1 host: the
-    /// test then returns early.
-    fn new(test: &'static str) -> Option<Fixture> {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipping {test}: onggi-runtime's integration tests need root");
-            return None;
-        }
-        if !Path::new(V1).join("pids").is_dir() {
-            eprintln!(
-                "skipping {test}: not a cgroup v1 host (no {V1}/pids); \
-                 tests/v2-enforce.sh checks cgroup v2 in vm-run's guest"
-            );
-            return None;
-        }
-        let dir = tempfile::Builder::new()
-            .prefix("onggi-ct-")
-            .tempdir()
-            .expect("tempdir");
-        let root = dir.path().join("state");
-        Template::acquire();
-        Some(Fixture {
-            test,
-            dir,
-            root,
-            cgroup_parent: format!("onggi-ct{}-{test}", std::process::id()),
-            ids: RefCell::new(Vec::new()),
-            seq: Cell::new(0),
-        })
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn next(&self) -> u32 {
-        let n = self.seq.get();
-        self.seq.set(n + 1);
-        n
-    }
-
-    /// A container id unique on this host, deleted when the fixture drops.
-    fn id(&self, name: &str) -> String {
-        let id = format!("ct{}-{}-{name}", std::process::id(), self.test);
-        self.ids.borrow_mut().push(id.clone());
-        id
-    }
-
-    /// A directory for the test's own files (bind mount sources and the like).
-    fn host_dir(&self, name: &str) -> PathBuf {
-        let p = self.path(name);
-        fs::create_dir_all(&p).unwrap();
-        p
-    }
-
-    /// A new bundle running `args`, its config.json changed by `edit`: mkbundle.sh's
-    /// bundle, with the rootfs hard-linked from the shared [`Template`].
-    fn bundle(&self, args: &[&str], edit: impl FnOnce(&mut Value)) -> PathBuf {
-        let dir = self.path(&format!("bundle{}", self.next()));
-        fs::create_dir(&dir).unwrap();
-        let template = Template::path();
-        let st = Command::new("cp")
-            .arg("-al")
-            .arg(template.join("rootfs"))
-            .arg(dir.join("rootfs"))
-            .status()
-            .unwrap();
-        assert!(st.success(), "cp -al of the template rootfs");
-        let mut config = config_of(&template);
-        config["process"]["args"] = json!(args);
-        edit(&mut config);
-        write_config(&dir, &config);
-        dir
-    }
-
-    /// The `--bundle` argument for container `id`: first points the bundle's
-    /// cgroupsPath at `/<this test's cgroup parent>/<id>`.
-    fn bundle_for<'b>(&self, id: &str, bundle: &'b Path) -> &'b str {
-        let mut c = config_of(bundle);
-        c["linux"]["cgroupsPath"] = json!(self.cgroup_path(id));
-        write_config(bundle, &c);
-        path_str(bundle)
-    }
-
-    /// Start `onggi-runtime --root R ARGS...` with `stdin` and output in files.
-    fn spawn_with(&self, args: &[&str], stdin: Stdio) -> Running {
-        let n = self.next();
-        let stdout = self.path(&format!("out{n}"));
-        let stderr = self.path(&format!("err{n}"));
-        let child = Command::new(BIN)
-            .arg("--root")
-            .arg(&self.root)
-            .args(args)
-            .stdin(stdin)
-            .stdout(File::create(&stdout).unwrap())
-            .stderr(File::create(&stderr).unwrap())
-            .spawn()
-            .expect("spawn onggi-runtime");
-        Running {
-            child: Some(child),
-            stdout,
-            stderr,
-            what: format!("onggi-runtime {}", args.join(" ")),
-        }
-    }
-
-    /// Start `onggi-runtime --root R ARGS...` with stdin closed.
-    fn spawn(&self, args: &[&str]) -> Running {
-        self.spawn_with(args, Stdio::null())
-    }
-
-    /// Run `onggi-runtime --root R ARGS...` to completion.
-    #[track_caller]
-    fn rt(&self, args: &[&str]) -> Out {
-        self.spawn(args).wait()
-    }
-
-    /// `create --bundle B ID`.
-    #[track_caller]
-    fn create(&self, id: &str, bundle: &Path) -> Out {
-        self.rt(&["create", "--bundle", self.bundle_for(id, bundle), id])
-    }
-
-    /// `run` a container in the foreground and return what it printed.
-    #[track_caller]
-    fn run(&self, id: &str, bundle: &Path) -> Out {
-        self.rt(&["run", "--bundle", self.bundle_for(id, bundle), id])
-    }
-
-    /// Make a container running in the background (`run --detach`).
-    #[track_caller]
-    fn run_detached(&self, id: &str, bundle: &Path) -> Out {
-        self.rt(&[
-            "run",
-            "--detach",
-            "--bundle",
-            self.bundle_for(id, bundle),
-            id,
-        ])
-        .ok()
-    }
-
-    /// `state ID`, parsed.
-    #[track_caller]
-    fn state(&self, id: &str) -> Value {
-        let out = self.rt(&["state", id]).ok();
-        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("state JSON: {e}: {out:?}"))
-    }
-
-    #[track_caller]
-    fn status(&self, id: &str) -> String {
-        self.state(id)["status"].as_str().unwrap().to_string()
-    }
-
-    #[track_caller]
-    fn wait_status(&self, id: &str, want: &str) {
-        wait_until(&format!("{id} to be {want}"), || self.status(id) == want);
-    }
-
-    fn state_dir(&self, id: &str) -> PathBuf {
-        self.root.join(id)
-    }
-
-    /// `/<this test's cgroup parent>/<id>`, the container's linux.cgroupsPath.
-    fn cgroup_path(&self, id: &str) -> String {
-        format!("/{}/{id}", self.cgroup_parent)
-    }
-
-    /// Control file `file` of container `id` in the v1 hierarchy of `controller`,
-    /// e.g. `fx.cgroup_file(&id, "pids", "pids.max")`.
-    fn cgroup_file(&self, id: &str, controller: &str, file: &str) -> PathBuf {
-        Path::new(V1)
-            .join(controller)
-            .join(&self.cgroup_parent)
-            .join(id)
-            .join(file)
-    }
-
-    /// The trimmed content of [`Fixture::cgroup_file`]; fails if it cannot be read.
-    #[track_caller]
-    fn cgroup_read(&self, id: &str, controller: &str, file: &str) -> String {
-        let p = self.cgroup_file(id, controller, file);
-        fs::read_to_string(&p)
-            .unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
-            .trim()
-            .to_string()
-    }
-
-    /// The container's cgroup directories, in every hierarchy.
-    fn cgroup_dirs(&self, id: &str) -> Vec<PathBuf> {
-        cgroup_dirs_of(&format!("{}/{id}", self.cgroup_parent))
-    }
-
-    /// Nothing of `id` is left: no state directory, no cgroup, no process whose
-    /// command line names it.
-    #[track_caller]
-    fn assert_gone(&self, id: &str) {
-        assert!(
-            !self.state_dir(id).exists(),
-            "state directory of {id} left behind"
-        );
-        assert_eq!(
-            self.cgroup_dirs(id),
-            Vec::<PathBuf>::new(),
-            "cgroups of {id} left behind"
-        );
-        assert_eq!(
-            processes_naming(id),
-            Vec::<i32>::new(),
-            "processes of {id} left behind"
-        );
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        Template::release();
-        for id in self.ids.borrow().iter() {
-            let _ = Command::new(BIN)
-                .arg("--root")
-                .arg(&self.root)
-                .args(["delete", "--force", id])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-        // The cgroup parent is this test's alone: remove what is left of it (rmdir
-        // only removes empty cgroups). The tempdir removes itself after this.
-        for parent in cgroup_dirs_of(&self.cgroup_parent) {
-            for child in fs::read_dir(&parent).into_iter().flatten().flatten() {
-                if child.path().is_dir() {
-                    let _ = fs::remove_dir(child.path());
-                }
-            }
-            let _ = fs::remove_dir(&parent);
-        }
-    }
-}
-
-/// mkbundle.sh's bundle (running `true`), made once and shared by the bundles of all
-/// the fixtures alive at the time, and removed when the last fixture drops.
-struct Template;
-
-/// (live fixtures, the template's directory once made)
-static TEMPLATE: Mutex<(usize, Option<tempfile::TempDir>)> = Mutex::new((0, None));
-
-impl Template {
-    fn lock() -> std::sync::MutexGuard<'static, (usize, Option<tempfile::TempDir>)> {
-        // A test that panicked while holding the lock left consistent data.
-        TEMPLATE.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn acquire() {
-        Self::lock().0 += 1;
-    }
-
-    fn release() {
-        let mut t = Self::lock();
-        t.0 -= 1;
-        if t.0 == 0 {
-            t.1 = None;
-        }
-    }
-
-    /// The template bundle's directory, made on first use.
-    fn path() -> PathBuf {
-        let mut t = Self::lock();
-        if t.1.is_none() {
-            let dir = tempfile::Builder::new()
-                .prefix("onggi-ct-template-")
-                .tempdir()
-                .expect("tempdir");
-            mkbundle(&dir.path().join("bundle"), &["true"]);
-            t.1 = Some(dir);
-        }
-        t.1.as_ref().unwrap().path().join("bundle")
-    }
-}
-
-/// `scripts/mkbundle.sh DIR -- ARGS...`
-fn mkbundle(dir: &Path, args: &[&str]) {
-    let out = Command::new("bash")
-        .arg(MKBUNDLE)
-        .arg(dir)
-        .arg("--")
-        .args(args)
-        .output()
-        .expect("run mkbundle.sh");
-    assert!(out.status.success(), "mkbundle.sh: {out:?}");
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().expect("test paths are UTF-8")
-}
-
-/// `sh -c SCRIPT` as process.args.
-fn sh(script: &str) -> Vec<&str> {
-    vec!["sh", "-c", script]
-}
-
-fn config_of(bundle: &Path) -> Value {
-    serde_json::from_str(&fs::read_to_string(bundle.join("config.json")).unwrap()).unwrap()
-}
-
-fn write_config(bundle: &Path, config: &Value) {
-    fs::write(
-        bundle.join("config.json"),
-        serde_json::to_string_pretty(config).unwrap(),
-    )
-    .unwrap();
-}
-
-/// Set `linux.resources.<key>` (mkbundle's resources hold only the device rules).
-fn set_resources(c: &mut Value, key: &str, v: Value) {
-    c["linux"]["resources"][key] = v;
-}
-
-/// Append a bind mount of `src` on `dst`.
-fn add_bind(c: &mut Value, src: &Path, dst: &str) {
-    c["mounts"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"destination": dst, "type": "bind", "source": src, "options": ["rbind"]}));
-}
-
-/// Poll `cond` every 2 ms until it holds; fail after [`TIMEOUT`].
-#[track_caller]
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + TIMEOUT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-/// Where the v1 hierarchies are mounted (`/sys/fs/cgroup/<controller>`).
-const V1: &str = "/sys/fs/cgroup";
-
-/// The directories of cgroup `path` (relative to a hierarchy's root) that exist, in
-/// a v2-only /sys/fs/cgroup and in every v1 (or hybrid) hierarchy below it.
-fn cgroup_dirs_of(path: &str) -> Vec<PathBuf> {
-    let base = Path::new(V1);
-    let hierarchies = fs::read_dir(base).into_iter().flatten().flatten();
-    std::iter::once(base.to_path_buf())
-        .chain(hierarchies.map(|e| e.path()))
-        .map(|h| h.join(path))
-        .filter(|p| p.is_dir())
-        .collect()
-}
-
-/// Whether `pid` is a live process (not gone, not a zombie waiting to be reaped).
-fn alive(pid: i32) -> bool {
-    let stat = read(Path::new(&format!("/proc/{pid}/stat")));
-    match stat.rsplit(')').next().map(str::trim_start) {
-        Some(rest) if !stat.is_empty() => !rest.starts_with('Z') && !rest.starts_with('X'),
-        _ => false,
-    }
-}
-
-/// PIDs of live processes whose command line contains `word`.
-fn processes_naming(word: &str) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let mut pids = Vec::new();
-    for e in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if pid == me || !alive(pid) {
-            continue;
-        }
-        let cmdline = fs::read(e.path().join("cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).contains(word) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
-/// The number after `key` in a flat-keyed cgroup file such as `memory.oom_control`
-/// (`oom_kill 1`) or `pids.events` (`max 3`).
-#[track_caller]
-fn keyed(content: &str, key: &str) -> u64 {
-    content
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {key:?} in {content:?}"))
+    Some(fx)
 }
 
 // ---------------------------------------------------------------------------------
@@ -571,7 +68,7 @@ fn cpu_percent(fx: &Fixture, id: &str, window: Duration) -> f64 {
 /// it, so a window below 40 % is measured again, up to six times.
 #[test]
 fn cpu_quota_holds_a_busy_loop_to_half_a_cpu() {
-    let Some(fx) = Fixture::new("cpuquota") else {
+    let Some(fx) = v1_fixture("cpuquota") else {
         return;
     };
     let b = fx.bundle(&sh("while :; do :; done"), |c| {
@@ -607,7 +104,7 @@ fn cpu_quota_holds_a_busy_loop_to_half_a_cpu() {
 
 #[test]
 fn cpuset_cpus_pins_the_container() {
-    let Some(fx) = Fixture::new("cpuset") else {
+    let Some(fx) = v1_fixture("cpuset") else {
         return;
     };
     let b = fx.bundle(&sh("grep Cpus_allowed_list /proc/self/status"), |c| {
@@ -636,7 +133,7 @@ fn limit_32mib(c: &mut Value) {
 
 #[test]
 fn memory_limit_oom_kills_an_allocation_of_100mib() {
-    let Some(fx) = Fixture::new("oom") else {
+    let Some(fx) = v1_fixture("oom") else {
         return;
     };
     let b = fx.bundle(&ALLOCATE_100MIB, limit_32mib);
@@ -682,7 +179,7 @@ fn memory_limit_oom_kills_an_allocation_of_100mib() {
 /// so the container is still running when `events --stats` asks.
 #[test]
 fn events_report_the_oom_kill() {
-    let Some(fx) = Fixture::new("oomevents") else {
+    let Some(fx) = v1_fixture("oomevents") else {
         return;
     };
     let shared = fx.host_dir("shared");
@@ -692,7 +189,7 @@ fn events_report_the_oom_kill() {
     );
     let b = fx.bundle(&sh(&script), |c| {
         limit_32mib(c);
-        add_bind(c, &shared, "/shared");
+        add_mount(c, bind(&shared, "/shared", &[]));
     });
     let id = fx.id("c");
     let created = fx.create(&id, &b).ok();
@@ -743,7 +240,7 @@ fn events_report_the_oom_kill() {
 /// stays (as `sleep`, by exec, which needs no new PID).
 #[test]
 fn pids_limit_stops_a_fork_loop() {
-    let Some(fx) = Fixture::new("pids") else {
+    let Some(fx) = v1_fixture("pids") else {
         return;
     };
     let b = fx.bundle(
@@ -806,7 +303,7 @@ fn pids_limit_stops_a_fork_loop() {
 
 #[test]
 fn update_changes_the_limits_of_a_running_container() {
-    let Some(fx) = Fixture::new("update") else {
+    let Some(fx) = v1_fixture("update") else {
         return;
     };
     let b = fx.bundle(&["sleep", "30"], |c| {
@@ -875,13 +372,13 @@ fn counter(shared: &Path) -> u64 {
 
 #[test]
 fn pause_freezes_the_container_and_resume_thaws_it() {
-    let Some(fx) = Fixture::new("pause") else {
+    let Some(fx) = v1_fixture("pause") else {
         return;
     };
     let shared = fx.host_dir("shared");
     let b = fx.bundle(
         &sh("i=0; while :; do i=$((i + 1)); echo $i >/shared/n; sleep 0.05; done"),
-        |c| add_bind(c, &shared, "/shared"),
+        |c| add_mount(c, bind(&shared, "/shared", &[])),
     );
     let id = fx.id("c");
     fx.run_detached(&id, &b);
@@ -931,7 +428,7 @@ fn create_fails(fx: &Fixture, name: &str, bundle: &Path, words: &[&str]) {
 
 #[test]
 fn bad_resources_fail_with_the_field_named_and_leave_no_cgroup() {
-    let Some(fx) = Fixture::new("badres") else {
+    let Some(fx) = v1_fixture("badres") else {
         return;
     };
     // cgroup v1 takes cpu.shares from 2 up.
@@ -969,4 +466,36 @@ fn bad_resources_fail_with_the_field_named_and_leave_no_cgroup() {
             &["linux.resources.rdma", "rdma cgroup controller"],
         );
     }
+}
+
+/// `ps`: the processes in the container's cgroup, as PIDs (json) or as the host's `ps`
+/// table limited to them.
+#[test]
+fn ps_lists_the_containers_processes() {
+    let Some(fx) = v1_fixture("ps") else {
+        return;
+    };
+    let b = fx.bundle(&sh("sleep 30 & exec sleep 31"), |_| {});
+    let id = fx.id("c");
+    let init = fx.run_detached(&id, &b);
+    wait_until("the background sleep", || processes_naming("30").len() >= 1);
+    let json = fx.rt(&["ps", "--format", "json", &id]).ok();
+    let pids: Vec<i32> = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(pids.len(), 2, "{json:?}");
+    assert!(pids.contains(&init), "{pids:?} lacks the init {init}");
+    let table = fx.rt(&["ps", &id]).ok();
+    let lines = table.lines();
+    assert!(
+        lines[0].contains("PID") && lines[0].contains("CMD"),
+        "{table:?}"
+    );
+    assert_eq!(lines.len(), 3, "a header and two processes: {table:?}");
+    assert!(lines.iter().any(|l| l.contains("sleep 31")), "{table:?}");
+    // With ps options after the id, as runc passes them.
+    let custom = fx.rt(&["ps", &id, "-o", "pid,comm"]).ok();
+    assert!(
+        custom.lines()[0].split_whitespace().eq(["PID", "COMMAND"]),
+        "{custom:?}"
+    );
+    assert_eq!(custom.lines().len(), 3, "{custom:?}");
 }
