@@ -478,7 +478,9 @@ fn ps_lists_the_containers_processes() {
     let b = fx.bundle(&sh("sleep 30 & exec sleep 31"), |_| {});
     let id = fx.id("c");
     let init = fx.run_detached(&id, &b);
-    wait_until("the background sleep", || processes_naming("30").len() >= 1);
+    wait_until("the background sleep", || {
+        !processes_naming("30").is_empty()
+    });
     let json = fx.rt(&["ps", "--format", "json", &id]).ok();
     let pids: Vec<i32> = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(pids.len(), 2, "{json:?}");
