@@ -11,7 +11,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::Read;
-use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -626,8 +626,6 @@ fn a_hook_past_its_timeout_fails_create_quickly() {
 
 /// Accept one connection on `listener` and receive the descriptor sent with it.
 fn receive_fd(listener: &UnixListener) -> OwnedFd {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    use std::os::fd::AsRawFd;
     listener.set_nonblocking(true).unwrap();
     let deadline = Instant::now() + TIMEOUT;
     let stream = loop {
@@ -645,24 +643,10 @@ fn receive_fd(listener: &UnixListener) -> OwnedFd {
     };
     stream.set_nonblocking(false).unwrap();
     stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    let mut buf = [0u8; 256];
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(
-        stream.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::empty(),
-    )
-    .expect("recvmsg on the console socket");
-    for c in msg.cmsgs().expect("control messages") {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            // SAFETY: SCM_RIGHTS has just installed this descriptor in our table and
-            // nothing else refers to it, so the OwnedFd becomes its only owner.
-            return unsafe { OwnedFd::from_raw_fd(fds[0]) };
-        }
-    }
-    panic!("no descriptor came over the console socket");
+    // The one fd-taking call there is, in onggi-sys: no unsafe outside it.
+    onggi_sys::recv_fd(&stream)
+        .expect("recvmsg on the console socket")
+        .expect("no descriptor came over the console socket")
 }
 
 /// Everything the pty master yields until the slave side is closed (EIO).
