@@ -254,6 +254,7 @@ pub fn recv_fd<F: AsFd>(sock: F) -> Result<Option<OwnedFd>, Errno> {
 }
 
 pub mod bpf;
+pub mod seccomp;
 
 #[cfg(test)]
 mod tests {
