@@ -69,6 +69,9 @@ echo "== podman --runtime $RT"
 out=$("${PODMAN[@]}" run --rm "${LIMITS[@]}" $IMG sh -c 'echo pid=$$; hostname')
 expect "podman run --rm: the container's shell is PID 1" "pid=1" "$out"
 
+out=$("${PODMAN[@]}" run --rm "${LIMITS[@]}" $IMG grep -E '^Seccomp:' /proc/self/status)
+expect "podman's default seccomp profile is loaded (mode 2: filter)" "2" "$out"
+
 set +e
 "${PODMAN[@]}" run --rm "${LIMITS[@]}" $IMG sh -c 'exit 7'
 rc=$?

@@ -1311,3 +1311,56 @@ fn log_format_json_writes_errors_as_json_lines() {
         read(&log)
     );
 }
+
+fn deny_mkdir() -> Value {
+    json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+           "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]})
+}
+
+/// linux.seccomp is loaded with and without noNewPrivileges (before the capabilities
+/// are dropped, or just before exec), and `exec` gets the same profile.
+#[test]
+fn seccomp_profile_denies_its_syscalls_in_the_container_and_in_exec() {
+    let Some(fx) = Fixture::new("seccomp") else {
+        return;
+    };
+    for nnp in [false, true] {
+        let b = fx.bundle(
+            &sh("mkdir /tmp/x 2>&1; grep ^Seccomp: /proc/self/status"),
+            |c| {
+                c["linux"]["seccomp"] = deny_mkdir();
+                c["process"]["noNewPrivileges"] = json!(nnp);
+            },
+        );
+        let id = fx.id(if nnp { "nnp" } else { "caps" });
+        let out = fx.run(&id, &b).ok();
+        assert!(
+            out.stdout.contains("Operation not permitted"),
+            "nnp={nnp}: {out:?}"
+        );
+        assert!(out.stdout.contains("Seccomp:\t2"), "nnp={nnp}: {out:?}");
+    }
+    let b = fx.bundle(&["sleep", "30"], |c| c["linux"]["seccomp"] = deny_mkdir());
+    let id = fx.id("exec");
+    fx.run_detached(&id, &b);
+    let out = fx
+        .rt(&["exec", &id, "sh", "-c", "mkdir /tmp/y 2>&1; true"])
+        .ok();
+    assert!(out.stdout.contains("Operation not permitted"), "{out:?}");
+}
+
+#[test]
+fn seccomp_notify_without_an_agent_is_a_clear_error() {
+    let Some(fx) = Fixture::new("seccompnotify") else {
+        return;
+    };
+    let b = fx.bundle(&["true"], |c| {
+        c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+            "listenerPath": "/run/no-agent.sock",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]});
+    });
+    let id = fx.id("c");
+    fx.create(&id, &b)
+        .fails_with(&["listenerPath", "not supported"]);
+    fx.assert_gone(&id);
+}

@@ -199,6 +199,23 @@ impl Runtime {
         Store::new(&self.store)
     }
 
+    /// Compile `linux.seccomp`, from the cache under the runtime root when this
+    /// profile was compiled before (a cache that cannot be written is not an error).
+    fn compile_seccomp(
+        &self,
+        s: Option<&oci_spec::runtime::LinuxSeccomp>,
+    ) -> Result<Option<onggi_seccomp::Compiled>> {
+        let Some(s) = s else { return Ok(None) };
+        let compiled = match onggi_seccomp::compile_cached(s, &self.store.join(".seccomp-cache")) {
+            Err(onggi_seccomp::Error::Cache { .. }) => onggi_seccomp::compile(s)?,
+            r => r?,
+        };
+        if compiled.needs_listener() {
+            return Err(Error::Unsupported("linux.seccomp.listenerPath: SCMP_ACT_NOTIFY (a seccomp agent) is not supported yet".into()));
+        }
+        Ok(Some(compiled))
+    }
+
     /// `create`: set the container up and leave its init blocked until `start`.
     pub fn create(&self, o: &CreateOpts) -> Result<()> {
         let l = self.launch(o, Launch::Create)?;
@@ -216,6 +233,8 @@ impl Runtime {
         let bundle = absolute(&o.bundle)?;
         let plan = plan::plan(&plan::load_spec(&bundle)?, &bundle, &o.id)?;
         let process = check_launchable(&plan)?;
+        // Compiled (or taken from the cache) here: the init cannot see host paths.
+        let seccomp = self.compile_seccomp(plan.seccomp.as_ref())?;
         // The pty master goes to --console-socket; `run` in the foreground without
         // one relays the terminal itself, as runc does.
         let (console, console_rx) = terminal_channel(
@@ -282,6 +301,7 @@ impl Runtime {
             cg_view,
             o,
             &[locked.lock_fd(), parent.raw_fd()],
+            seccomp.as_ref(),
         )?;
         undo.pid = Some(pid);
         let cgroup = undo.cgroup.insert(cgroup);
@@ -308,6 +328,7 @@ impl Runtime {
             },
             own_pid_namespace: plan.new_namespaces.contains(CloneFlags::CLONE_NEWPID),
             process: plan.raw_process.clone(),
+            seccomp: plan.seccomp.clone(),
             poststart: plan.hooks.poststart.clone(),
             poststop: plan.hooks.poststop.clone(),
             // `run` starts it by message right away: no exec.fifo tells the states apart.
@@ -725,6 +746,7 @@ impl Runtime {
             .as_ref()
             .ok_or_else(|| invalid("process", "exec needs a process"))?;
         let process = plan::process_plan(raw)?;
+        let seccomp = self.compile_seccomp(rec.seccomp.as_ref())?;
         // As for `run`: without --console-socket, a foreground exec relays the terminal.
         let (console, console_rx) =
             terminal_channel(process.terminal, o.console_socket.as_deref(), !o.detach)?;
@@ -770,6 +792,7 @@ impl Runtime {
                     console.as_ref(),
                     &child,
                     o.preserve_fds,
+                    seccomp.as_ref(),
                 );
                 let e = match r {
                     Ok(never) => match never {},
@@ -899,6 +922,7 @@ fn spawn_init(
     cgroup: CgroupMounts,
     o: &CreateOpts,
     parent_fds: &[RawFd],
+    seccomp: Option<&onggi_seccomp::Compiled>,
 ) -> Result<Pid> {
     let args = |channel: Channel, start: StartSignal, console, cgroup| InitArgs {
         plan,
@@ -910,6 +934,7 @@ fn spawn_init(
         no_new_keyring: o.no_new_keyring,
         preserve_fds: o.preserve_fds,
         id,
+        seccomp,
     };
     // Only the namespaces that must exist at fork time: PID (the init must be its
     // PID 1) and user (it must own the others). The init unshares the rest itself
@@ -1050,6 +1075,7 @@ fn exec_child(
     console: Option<&UnixStream>,
     ch: &Channel,
     preserve_fds: i32,
+    seccomp: Option<&onggi_seccomp::Compiled>,
 ) -> Result<std::convert::Infallible> {
     ch.expect(Msg::Go, "Go")
         .map_err(|e| Error::Init(e.to_string()))?;
@@ -1066,7 +1092,7 @@ fn exec_child(
     init::prepare_process(p)?;
     let program = init::find_program(&p.args[0], &p.env)?;
     ch.send(&Msg::Ready).step(|| "report ready")?;
-    init::exec_process(p, &program, preserve_fds)
+    init::exec_process(p, &program, preserve_fds, seccomp)
 }
 
 /// Write `linux.resources` into the cgroup (`live`: an update of a running

@@ -105,6 +105,9 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The seccomp profile could not be compiled or loaded.
+    #[error("seccomp: {0}")]
+    Seccomp(#[from] onggi_seccomp::Error),
     /// The runtime process that was setting the container up went away (it failed,
     /// and reports why itself).
     #[error("the runtime that was creating the container exited")]

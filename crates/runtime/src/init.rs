@@ -53,6 +53,8 @@ pub struct InitArgs<'a> {
     pub preserve_fds: i32,
     /// The container id (for the session keyring's name).
     pub id: &'a str,
+    /// The compiled seccomp filter, loaded just before the exec.
+    pub seccomp: Option<&'a onggi_seccomp::Compiled>,
 }
 
 /// Run the init; report a failure to the parent and exit 1.
@@ -170,7 +172,7 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
         &plan.hooks.start_container,
         state.as_bytes(),
     )?;
-    exec_process(process, &program, a.preserve_fds)
+    exec_process(process, &program, a.preserve_fds, a.seccomp)
 }
 
 /// The namespaces the init is cloned into; it unshares the others itself.
@@ -337,10 +339,25 @@ pub fn find_program(arg0: &str, env: &[String]) -> Result<CString> {
     Err(not_found("executable file not found in $PATH"))
 }
 
-/// The last steps before the user's program: groups and user (keeping capabilities
-/// across the uid change), capabilities, no_new_privs, umask, cwd, close-on-exec on
-/// every descriptor past the preserved ones, a clean signal mask, execve.
-pub fn exec_process(p: &ProcessPlan, program: &CString, preserve_fds: i32) -> Result<Infallible> {
+/// The last steps before the user's program: close-on-exec on every descriptor past
+/// the preserved ones and a clean signal mask (first, so that a seccomp profile need
+/// not allow them), groups and user (keeping capabilities across the uid change),
+/// capabilities, no_new_privs, umask, cwd, execve. The seccomp filter is loaded as late
+/// as it can be: right before execve under no_new_privs; else before capabilities are
+/// dropped, since loading it then needs CAP_SYS_ADMIN (runc's order).
+pub fn exec_process(
+    p: &ProcessPlan,
+    program: &CString,
+    preserve_fds: i32,
+    seccomp: Option<&onggi_seccomp::Compiled>,
+) -> Result<Infallible> {
+    onggi_sys::set_cloexec_from(3 + preserve_fds)
+        .step(|| "mark inherited descriptors close-on-exec")?;
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .step(|| "clear the signal mask")?;
+    if let Some(filter) = seccomp.filter(|_| !p.no_new_privileges) {
+        onggi_seccomp::load(filter)?;
+    }
     let caps = p.caps.as_ref().map(resolve_caps).transpose()?;
     // Dropping from the bounding set needs CAP_SETPCAP in the effective set, which
     // the uid change below clears: do it first.
@@ -373,10 +390,6 @@ pub fn exec_process(p: &ProcessPlan, program: &CString, preserve_fds: i32) -> Re
     }
     umask(Mode::from_bits_truncate(p.umask.unwrap_or(0o022)));
     nix::unistd::chdir(&p.cwd).step(|| format!("chdir to process.cwd {}", p.cwd.display()))?;
-    onggi_sys::set_cloexec_from(3 + preserve_fds)
-        .step(|| "mark inherited descriptors close-on-exec")?;
-    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
-        .step(|| "clear the signal mask")?;
     let args: Vec<CString> = p
         .args
         .iter()
@@ -388,6 +401,9 @@ pub fn exec_process(p: &ProcessPlan, program: &CString, preserve_fds: i32) -> Re
         .iter()
         .filter_map(|e| CString::new(e.as_str()).ok())
         .collect();
+    if let Some(filter) = seccomp.filter(|_| p.no_new_privileges) {
+        onggi_seccomp::load(filter)?;
+    }
     let err = nix::unistd::execve(program, &args, &env).unwrap_err();
     Err(Error::Init(format!("exec: {:?}: {err}", p.args[0])))
 }

@@ -195,6 +195,8 @@ pub struct Plan {
     pub cgroups_path: String,
     /// linux.resources.
     pub resources: Option<LinuxResources>,
+    /// linux.seccomp.
+    pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
     /// Annotations.
     pub annotations: HashMap<String, String>,
 }
@@ -386,6 +388,7 @@ pub fn plan(spec: &Spec, bundle: &Path, id: &str) -> Result<Plan> {
         hooks,
         cgroups_path,
         resources,
+        seccomp: linux.seccomp().clone(),
         annotations: spec.annotations().clone().unwrap_or_default(),
     })
 }

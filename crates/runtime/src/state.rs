@@ -56,6 +56,9 @@ pub struct Record {
     pub own_pid_namespace: bool,
     /// The config's process, the defaults for `exec`.
     pub process: Option<Process>,
+    /// The seccomp profile, applied to `exec`'d processes too.
+    #[serde(default)]
+    pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
     /// Hooks to run after start.
     #[serde(default)]
     pub poststart: Vec<Hook>,
@@ -215,6 +218,8 @@ impl Store {
             .filter_map(|e| e.ok())
             .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
             .filter_map(|e| e.file_name().into_string().ok())
+            // .seccomp-cache and other runtime files, not containers.
+            .filter(|n| !n.starts_with('.'))
             .collect();
         ids.sort();
         Ok(ids)
@@ -427,6 +432,7 @@ mod tests {
             cgroup_owned_parents: 1,
             own_pid_namespace: true,
             process: None,
+            seccomp: None,
             poststart: vec![],
             poststop: vec![],
             started: true,
