@@ -213,6 +213,19 @@ pub fn load_spec(bundle: &Path) -> Result<Spec> {
         path: path.clone(),
         source,
     })?;
+    // oci-spec's typed seccomp enums would only say "unknown variant at line L": check
+    // that object first, for an error naming the field (only when there is one).
+    if data.windows(9).any(|w| w == b"\"seccomp\"") {
+        let v: serde_json::Value =
+            serde_json::from_slice(&data).map_err(|source| Error::ParseConfig {
+                path: path.clone(),
+                source,
+            })?;
+        let seccomp = &v["linux"]["seccomp"];
+        if !seccomp.is_null() {
+            onggi_seccomp::check_json(seccomp)?;
+        }
+    }
     serde_json::from_slice(&data).map_err(|source| Error::ParseConfig { path, source })
 }
 
@@ -1034,6 +1047,21 @@ mod tests {
             .contains("config.json"));
         let missing = load_spec(&tmp.path().join("nope")).unwrap_err().to_string();
         assert!(missing.contains("nope/config.json"), "{missing}");
+    }
+
+    #[test]
+    fn an_unknown_seccomp_action_is_named_by_its_field() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(
+            tmp.path().join("config.json"),
+            r#"{"ociVersion":"1","root":{"path":"r"},"linux":{"seccomp":{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_BOGUS"}]}}}"#,
+        )
+        .unwrap();
+        let err = load_spec(tmp.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("linux.seccomp.syscalls[0].action") && err.contains("SCMP_ACT_BOGUS"),
+            "{err}"
+        );
     }
 
     #[test]
