@@ -139,9 +139,9 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
         state.as_bytes(),
     )?;
 
-    // The console's pty must come from the container's own devpts, which is visible
-    // under the rootfs; open it before the pivot only by path inside the new root.
     fs.switch_root(a.no_pivot)?;
+    // From here on, paths are the container's: the terminal below is opened through
+    // its /dev/ptmx (a link to its own devpts), so the slave's name is valid inside.
 
     rootfs::write_sysctl(&plan.sysctl)?;
     rootfs::mask_and_protect(&plan.masked_paths, &plan.readonly_paths)?;
