@@ -66,6 +66,20 @@ pub(crate) enum Ctrl {
 }
 
 impl Ctrl {
+    /// Every controller `apply` knows.
+    pub(crate) const ALL: [Ctrl; 10] = [
+        Ctrl::Cpu,
+        Ctrl::Cpuset,
+        Ctrl::Memory,
+        Ctrl::Pids,
+        Ctrl::Devices,
+        Ctrl::Blkio,
+        Ctrl::Hugetlb,
+        Ctrl::NetCls,
+        Ctrl::NetPrio,
+        Ctrl::Rdma,
+    ];
+
     /// The v1 controller name (as in mount options and `/proc/self/cgroup`).
     pub(crate) fn v1_name(self) -> &'static str {
         match self {
@@ -85,19 +99,7 @@ impl Ctrl {
     /// The controller a v2 name (the prefix of a control file) stands for, if `apply`
     /// knows it.
     pub(crate) fn from_v2_name(name: &str) -> Option<Ctrl> {
-        const ALL: [Ctrl; 10] = [
-            Ctrl::Cpu,
-            Ctrl::Cpuset,
-            Ctrl::Memory,
-            Ctrl::Pids,
-            Ctrl::Devices,
-            Ctrl::Blkio,
-            Ctrl::Hugetlb,
-            Ctrl::NetCls,
-            Ctrl::NetPrio,
-            Ctrl::Rdma,
-        ];
-        ALL.into_iter().find(|c| c.v2_name() == name)
+        Ctrl::ALL.iter().copied().find(|c| c.v2_name() == name)
     }
 
     /// The v2 controller name (as in `cgroup.controllers`).
@@ -1151,18 +1153,7 @@ mod tests {
         }
     }
 
-    const ALL: &[Ctrl] = &[
-        Ctrl::Cpu,
-        Ctrl::Cpuset,
-        Ctrl::Memory,
-        Ctrl::Pids,
-        Ctrl::Devices,
-        Ctrl::Blkio,
-        Ctrl::Hugetlb,
-        Ctrl::NetCls,
-        Ctrl::NetPrio,
-        Ctrl::Rdma,
-    ];
+    const ALL: &[Ctrl] = &Ctrl::ALL;
     const V1: Fake = Fake {
         version: Version::V1,
         have: ALL,

@@ -213,20 +213,20 @@ pub fn load_spec(bundle: &Path) -> Result<Spec> {
         path: path.clone(),
         source,
     })?;
-    // oci-spec's typed seccomp enums would only say "unknown variant at line L": check
-    // that object first, for an error naming the field (only when there is one).
-    if data.windows(9).any(|w| w == b"\"seccomp\"") {
-        let v: serde_json::Value =
-            serde_json::from_slice(&data).map_err(|source| Error::ParseConfig {
-                path: path.clone(),
-                source,
-            })?;
-        let seccomp = &v["linux"]["seccomp"];
-        if !seccomp.is_null() {
-            onggi_seccomp::check_json(seccomp)?;
+    serde_json::from_slice(&data).map_err(|source| {
+        // oci-spec's typed seccomp enums only say "unknown variant" with a line and
+        // column: when parsing fails, a seccomp object that explains why is named by
+        // its field instead. Only on this failure path: create never pays for it.
+        let v: Option<serde_json::Value> = serde_json::from_slice(&data).ok();
+        let seccomp = v
+            .as_ref()
+            .map(|v| &v["linux"]["seccomp"])
+            .filter(|s| !s.is_null());
+        match seccomp.map(onggi_seccomp::check_json) {
+            Some(Err(e)) => Error::Seccomp(e),
+            _ => Error::ParseConfig { path, source },
         }
-    }
-    serde_json::from_slice(&data).map_err(|source| Error::ParseConfig { path, source })
+    })
 }
 
 /// The runc default devices: null, zero, full, random, urandom, tty.
