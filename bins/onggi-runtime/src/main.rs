@@ -319,7 +319,8 @@ struct ExecArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let log = Logger::new(cli.log.clone(), cli.log_format);
-    match dispatch(&cli, &log) {
+    let result = seal_if_needed(&cli.command).and_then(|()| dispatch(&cli, &log));
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let msg = render(&e);
@@ -328,6 +329,18 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The commands that fork a process into a container first re-execute the runtime
+/// from a read-only copy of its binary (CVE-2019-5736; see `onggi_runtime::exe`).
+fn seal_if_needed(command: &Command) -> Result<()> {
+    if matches!(
+        command,
+        Command::Create(_) | Command::Run { .. } | Command::Exec(_)
+    ) {
+        onggi_runtime::exe::ensure_sealed()?;
+    }
+    Ok(())
 }
 
 /// The error and its causes on one line, each cause once: the library's errors

@@ -233,6 +233,7 @@ impl Runtime {
         let bundle = absolute(&o.bundle)?;
         let plan = plan::plan(&plan::load_spec(&bundle)?, &bundle, &o.id)?;
         let process = check_launchable(&plan)?;
+        crate::lsm::Lsms::check_host(process, plan.mount_label.as_deref(), "process")?;
         // Compiled (or taken from the cache) here: the init cannot see host paths.
         let seccomp = self.compile_seccomp(plan.seccomp.as_ref())?;
         // The pty master goes to --console-socket; `run` in the foreground without
@@ -746,6 +747,7 @@ impl Runtime {
             .as_ref()
             .ok_or_else(|| invalid("process", "exec needs a process"))?;
         let process = plan::process_plan(raw)?;
+        crate::lsm::Lsms::check_host(&process, None, "process")?;
         let seccomp = self.compile_seccomp(rec.seccomp.as_ref())?;
         // As for `run`: without --console-socket, a foreground exec relays the terminal.
         let (console, console_rx) =

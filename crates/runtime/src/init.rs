@@ -92,6 +92,7 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
             .step(|| "setresuid(0) in the new user namespace")?;
     }
     if !a.no_new_keyring {
+        crate::lsm::set_keycreate_label(process)?;
         // EPERM/ENOSYS: keyrings are unavailable (e.g. nested in a user namespace); runc ignores it too.
         let _ = onggi_sys::join_session_keyring(a.id);
     }
@@ -355,6 +356,7 @@ pub fn exec_process(
         .step(|| "mark inherited descriptors close-on-exec")?;
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .step(|| "clear the signal mask")?;
+    crate::lsm::set_exec_labels(p)?;
     if let Some(filter) = seccomp.filter(|_| !p.no_new_privileges) {
         onggi_seccomp::load(filter)?;
     }
@@ -390,6 +392,18 @@ pub fn exec_process(
     }
     umask(Mode::from_bits_truncate(p.umask.unwrap_or(0o022)));
     nix::unistd::chdir(&p.cwd).step(|| format!("chdir to process.cwd {}", p.cwd.display()))?;
+    // A cwd reached through a descriptor or a mount that leads out of the root
+    // (CVE-2024-21626: process.cwd = /proc/self/fd/N of a leaked host directory) has
+    // no path from the root: getcwd fails (ENOENT) instead of returning one.
+    match nix::unistd::getcwd() {
+        Ok(dir) if dir.is_absolute() => {}
+        _ => {
+            return Err(Error::Init(format!(
+                "process.cwd {}: the directory is outside the container's root",
+                p.cwd.display()
+            )))
+        }
+    }
     let args: Vec<CString> = p
         .args
         .iter()

@@ -131,6 +131,10 @@ pub struct ProcessPlan {
     pub caps: Option<CapsPlan>,
     /// /proc/self/oom_score_adj.
     pub oom_score_adj: Option<i32>,
+    /// AppArmor profile to switch to at execve.
+    pub apparmor_profile: Option<String>,
+    /// SELinux process label to switch to at execve.
+    pub selinux_label: Option<String>,
 }
 
 /// Hooks by kind, in the order the spec defines.
@@ -197,6 +201,9 @@ pub struct Plan {
     pub resources: Option<LinuxResources>,
     /// linux.seccomp.
     pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    /// linux.mountLabel: the SELinux context of the filesystems the runtime mounts,
+    /// already added to their option strings.
+    pub mount_label: Option<String>,
     /// Annotations.
     pub annotations: HashMap<String, String>,
 }
@@ -310,6 +317,12 @@ pub fn plan(spec: &Spec, bundle: &Path, id: &str) -> Result<Plan> {
             bundle,
         )?);
     }
+    let mount_label = linux.mount_label().clone().filter(|l| !l.is_empty());
+    if let Some(label) = &mount_label {
+        for m in &mut mounts {
+            label_mount(m, label);
+        }
+    }
     let setup_dev = !mounts
         .iter()
         .any(|m| m.destination == Path::new("/dev") && m.kind == MountKind::Bind);
@@ -402,6 +415,7 @@ pub fn plan(spec: &Spec, bundle: &Path, id: &str) -> Result<Plan> {
         cgroups_path,
         resources,
         seccomp: linux.seccomp().clone(),
+        mount_label,
         annotations: spec.annotations().clone().unwrap_or_default(),
     })
 }
@@ -707,6 +721,20 @@ pub fn mount_step(
     })
 }
 
+/// Add the SELinux `context=` option for `linux.mountLabel` to a filesystem the
+/// runtime makes (tmpfs, devpts, mqueue), as runc does; binds, proc, sysfs and
+/// cgroup keep their own labels.
+fn label_mount(m: &mut MountStep, label: &str) {
+    if matches!(m.fstype.as_str(), "tmpfs" | "devpts" | "mqueue") {
+        let context = format!("context=\"{label}\"");
+        m.data = if m.data.is_empty() {
+            context
+        } else {
+            format!("{},{context}", m.data)
+        };
+    }
+}
+
 fn rlimit_resource(t: PosixRlimitType) -> Resource {
     match t {
         PosixRlimitType::RlimitCpu => Resource::RLIMIT_CPU,
@@ -788,6 +816,8 @@ pub fn process_plan(p: &Process) -> Result<ProcessPlan> {
         no_new_privileges: p.no_new_privileges().unwrap_or(false),
         caps,
         oom_score_adj: p.oom_score_adj(),
+        apparmor_profile: p.apparmor_profile().clone().filter(|s| !s.is_empty()),
+        selinux_label: p.selinux_label().clone().filter(|s| !s.is_empty()),
     })
 }
 
@@ -873,6 +903,25 @@ mod tests {
         "linux":{"namespaces":[{"type":"pid"},{"type":"mount"},{"type":"uts"},{"type":"network","path":"/proc/1/ns/net"},{"type":"user","path":"/proc/1/ns/user"}],
                  "devices":[{"path":"/dev/fuse","type":"c","major":10,"minor":229}],
                  "sysctl":{"net.ipv4.ip_forward":"1"}}}"#;
+
+    #[test]
+    fn mount_label_goes_to_the_filesystems_the_runtime_makes() {
+        let mut v: serde_json::Value = serde_json::from_str(BASE).unwrap();
+        v["linux"]["mountLabel"] = "system_u:object_r:container_file_t:s0".into();
+        let p = plan(&serde_json::from_value(v).unwrap(), Path::new("/b"), "c1").unwrap();
+        assert_eq!(
+            p.mount_label.as_deref(),
+            Some("system_u:object_r:container_file_t:s0")
+        );
+        assert_eq!(p.mounts[0].data, "", "proc keeps its own label");
+        assert_eq!(
+            p.mounts[1].data,
+            "mode=755,size=65536k,context=\"system_u:object_r:container_file_t:s0\""
+        );
+        assert_eq!(p.mounts[2].data, "", "a bind keeps its source's label");
+        let p = plan(&spec(BASE), Path::new("/b"), "c1").unwrap();
+        assert_eq!(p.mounts[1].data, "mode=755,size=65536k");
+    }
 
     #[test]
     fn plan_of_a_typical_spec() {

@@ -191,37 +191,7 @@ pub mod mount_attr {
     pub const NOSYMFOLLOW: u64 = 0x0020_0000;
 }
 
-/// `mount_setattr(2)` with `AT_RECURSIVE` on the mount at `path`: set the `set`
-/// attributes and clear the `clear` ones on the whole subtree (the `r*` mount options).
-pub fn mount_setattr_recursive(path: &std::path::Path, set: u64, clear: u64) -> Result<(), Errno> {
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
-    let attr = MountAttr {
-        attr_set: set,
-        attr_clr: clear,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    let cpath = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
-    // SAFETY: the path is a NUL-terminated string and `attr` a live, initialised
-    // struct whose size is passed; the kernel only reads both during the call.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
-            cpath.as_ptr(),
-            libc::AT_RECURSIVE as libc::c_uint,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    Errno::result(ret).map(drop)
-}
+pub use mount_api::mount_setattr_recursive;
 
 /// Receive one descriptor sent with SCM_RIGHTS on a connected Unix socket; `None`
 /// when the message carried none (or the peer closed). Close-on-exec is set on it.
@@ -254,6 +224,7 @@ pub fn recv_fd<F: AsFd>(sock: F) -> Result<Option<OwnedFd>, Errno> {
 }
 
 pub mod bpf;
+pub mod mount_api;
 pub mod seccomp;
 
 #[cfg(test)]

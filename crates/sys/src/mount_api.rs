@@ -1,0 +1,156 @@
+//! The new mount API on descriptors (Linux 5.2+, `mount_setattr` 5.12+):
+//! `open_tree(2)` to clone a mount into a detached one, `mount_setattr(2)` on it
+//! (read-only, or idmapped with a user namespace), `move_mount(2)` to attach it, and
+//! `execveat(2)` to run a program from such a descriptor.
+//!
+//! A detached mount is invisible in every mount table and goes away with its last
+//! reference; nothing is left behind when the process that made it exits.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+use nix::errno::Errno;
+
+/// `OPEN_TREE_CLONE`: a detached copy of the mount (a bind mount not yet attached).
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+/// `MOVE_MOUNT_F_EMPTY_PATH`: the source is the descriptor itself.
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x0000_0004;
+/// `MOUNT_ATTR_IDMAP`: map the ids of the mount through `userns_fd`.
+pub const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+
+fn c_path(path: &Path) -> Result<CString, Errno> {
+    CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)
+}
+
+/// `open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC [| AT_RECURSIVE])`:
+/// a detached bind mount of `path` (a directory or a file), with its submounts
+/// when `recursive`.
+pub fn open_tree_clone(path: &Path, recursive: bool) -> Result<OwnedFd, Errno> {
+    let cpath = c_path(path)?;
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: the path is a NUL-terminated string the kernel only reads during the
+    // call; on success it returns a new descriptor that nothing else owns.
+    let ret = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, cpath.as_ptr(), flags) };
+    let fd = Errno::result(ret)?;
+    // SAFETY: `fd` was just returned by the kernel and is owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// `mount_setattr(2)`: `dirfd` and `path` name the mount as in openat.
+fn mount_setattr(
+    dirfd: libc::c_int,
+    path: &std::ffi::CStr,
+    flags: libc::c_uint,
+    attr: &MountAttr,
+) -> Result<(), Errno> {
+    // SAFETY: the path is a NUL-terminated string and `attr` a live, initialised
+    // struct whose size is passed; the kernel only reads both during the call. A
+    // descriptor in `dirfd` is borrowed by the caller for the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            dirfd,
+            path.as_ptr(),
+            flags,
+            attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// `mount_setattr(2)` with `AT_RECURSIVE` on the mount at `path`: set the `set`
+/// attributes and clear the `clear` ones on the whole subtree (the `r*` mount options).
+pub fn mount_setattr_recursive(path: &Path, set: u64, clear: u64) -> Result<(), Errno> {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let flags = libc::AT_RECURSIVE as libc::c_uint;
+    mount_setattr(libc::AT_FDCWD, &c_path(path)?, flags, &attr)
+}
+
+/// `mount_setattr(2)` on the mount `mnt` refers to (`AT_EMPTY_PATH`): set and clear
+/// `MOUNT_ATTR_*` bits, on its submounts too when `recursive`. With `userns`,
+/// `MOUNT_ATTR_IDMAP` is set and the mount's ids are mapped through that user
+/// namespace (the mount must be detached and not yet idmapped).
+pub fn set_mount_attr(
+    mnt: BorrowedFd<'_>,
+    set: u64,
+    clear: u64,
+    userns: Option<BorrowedFd<'_>>,
+    recursive: bool,
+) -> Result<(), Errno> {
+    let attr = MountAttr {
+        attr_set: set
+            | if userns.is_some() {
+                MOUNT_ATTR_IDMAP
+            } else {
+                0
+            },
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: userns.map_or(0, |fd| fd.as_raw_fd() as u64),
+    };
+    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    mount_setattr(mnt.as_raw_fd(), c"", flags, &attr)
+}
+
+/// `move_mount(2)` of the detached mount `mnt` onto `target` (an absolute path, or
+/// one relative to the current directory).
+pub fn move_mount_to(mnt: BorrowedFd<'_>, target: &Path) -> Result<(), Errno> {
+    let to = c_path(target)?;
+    // SAFETY: both paths are NUL-terminated strings the kernel only reads during the
+    // call; the descriptor is borrowed for the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mnt.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)`: replace this process with the
+/// program `fd` refers to. Returns only on failure.
+pub fn execveat_fd(fd: BorrowedFd<'_>, argv: &[CString], envp: &[CString]) -> Errno {
+    let mut args: Vec<*mut libc::c_char> = argv.iter().map(|a| a.as_ptr().cast_mut()).collect();
+    args.push(std::ptr::null_mut());
+    let mut env: Vec<*mut libc::c_char> = envp.iter().map(|e| e.as_ptr().cast_mut()).collect();
+    env.push(std::ptr::null_mut());
+    // SAFETY: `args` and `env` are NULL-terminated arrays of pointers to
+    // NUL-terminated strings, all kept alive by `argv`/`envp` for the call (the
+    // kernel only reads them; the `*mut` is libc's signature); the path is the
+    // empty C string. On success the call does not return.
+    unsafe {
+        libc::execveat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            args.as_ptr(),
+            env.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    Errno::last()
+}
