@@ -1349,18 +1349,100 @@ fn seccomp_profile_denies_its_syscalls_in_the_container_and_in_exec() {
     assert!(out.stdout.contains("Operation not permitted"), "{out:?}");
 }
 
+fn notify_mkdir(listener: &Path) -> Value {
+    json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+           "listenerPath": listener, "listenerMetadata": "agent-test",
+           "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]})
+}
+
+/// A seccomp agent: for each connection (served on a thread of its own, as each
+/// listener blocks until its processes are gone), the ContainerProcessState it was
+/// sent and the system calls it was notified of, each answered with EXDEV.
+fn seccomp_agent(
+    listener: UnixListener,
+    connections: usize,
+) -> std::thread::JoinHandle<Vec<(Value, Vec<i32>)>> {
+    std::thread::spawn(move || {
+        let mut served = Vec::new();
+        for _ in 0..connections {
+            let (sock, _) = listener.accept().expect("accept");
+            served.push(std::thread::spawn(move || {
+                let mut buf = vec![0u8; 65536];
+                let (n, fd) = onggi_sys::recv_with_fd(&sock, &mut buf).expect("recvmsg");
+                let state: Value = serde_json::from_slice(&buf[..n]).expect("state JSON");
+                let fd = fd.expect("the seccomp listener comes with the state");
+                let mut calls = Vec::new();
+                // ENOENT once every process under the filter is gone.
+                while let Ok(n) = onggi_sys::seccomp::notif_recv(&fd) {
+                    calls.push(n.nr);
+                    let _ = onggi_sys::seccomp::notif_respond(&fd, n.id, 0, nix::libc::EXDEV);
+                }
+                (state, calls)
+            }));
+        }
+        served
+            .into_iter()
+            .map(|t| t.join().expect("agent connection"))
+            .collect()
+    })
+}
+
+/// `listenerPath`: the listener goes to the agent with the container's state (for
+/// the init at create, for an exec'd process at exec); the agent's answer is what
+/// the container's system call returns.
+#[test]
+fn seccomp_notify_hands_the_listener_to_the_agent() {
+    let Some(fx) = Fixture::new("seccompagent") else {
+        return;
+    };
+    let path = fx.path("agent.sock");
+    let agent = seccomp_agent(UnixListener::bind(&path).expect("bind"), 2);
+    let b = fx.bundle(&["sleep", "30"], |c| {
+        c["linux"]["seccomp"] = notify_mkdir(&path)
+    });
+    let id = fx.id("c");
+    let pid = fx.run_detached(&id, &b);
+    let out = fx
+        .rt(&["exec", &id, "sh", "-c", "mkdir /tmp/y 2>&1; echo done"])
+        .ok();
+    assert!(
+        out.stdout.contains("cross-device link") && out.stdout.contains("done"),
+        "{out:?}"
+    );
+    fx.rt(&["kill", &id, "KILL"]).ok();
+    fx.wait_status(&id, "stopped");
+    let seen = agent.join().expect("agent");
+    let (init_state, init_calls) = &seen[0];
+    assert_eq!(init_state["fds"], json!(["seccompFd"]), "{init_state}");
+    assert_eq!(init_state["pid"], json!(pid), "{init_state}");
+    assert_eq!(init_state["metadata"], "agent-test");
+    assert_eq!(init_state["state"]["id"], json!(id));
+    assert_eq!(init_state["state"]["status"], "creating");
+    assert!(init_calls.is_empty(), "sleep made no mkdir: {init_calls:?}");
+    let (exec_state, exec_calls) = &seen[1];
+    assert_eq!(exec_state["state"]["status"], "running", "{exec_state}");
+    assert_ne!(
+        exec_state["pid"],
+        json!(pid),
+        "the exec'd process's own pid"
+    );
+    assert_eq!(
+        exec_calls,
+        &vec![nix::libc::SYS_mkdir as i32],
+        "busybox mkdir is mkdir(2)"
+    );
+}
+
 #[test]
 fn seccomp_notify_without_an_agent_is_a_clear_error() {
     let Some(fx) = Fixture::new("seccompnotify") else {
         return;
     };
     let b = fx.bundle(&["true"], |c| {
-        c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
-            "listenerPath": "/run/no-agent.sock",
-            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]});
+        c["linux"]["seccomp"] = notify_mkdir(Path::new("/run/onggi-no-agent.sock"));
     });
     let id = fx.id("c");
     fx.create(&id, &b)
-        .fails_with(&["listenerPath", "not supported"]);
+        .fails_with(&["linux.seccomp.listenerPath", "/run/onggi-no-agent.sock"]);
     fx.assert_gone(&id);
 }

@@ -210,9 +210,6 @@ impl Runtime {
             Err(onggi_seccomp::Error::Cache { .. }) => onggi_seccomp::compile(s)?,
             r => r?,
         };
-        if compiled.needs_listener() {
-            return Err(Error::Unsupported("linux.seccomp.listenerPath: SCMP_ACT_NOTIFY (a seccomp agent) is not supported yet".into()));
-        }
         Ok(Some(compiled))
     }
 
@@ -405,7 +402,18 @@ impl Runtime {
             ))
             .step(|| "send HooksDone to the init")?;
         }
-        ch.expect(Msg::Ready, "Ready").map_err(remote)
+        let agent = plan.seccomp.as_ref().map(|s| {
+            let st = Record::oci_state_of(
+                id,
+                pid,
+                bundle,
+                &plan.rootfs,
+                &plan.annotations,
+                Status::Creating,
+            );
+            SeccompAgent::new(s, pid, &st)
+        });
+        wait_ready(ch, agent.as_ref())
     }
 
     /// `start`: let a created container's init exec the user's program.
@@ -819,9 +827,11 @@ impl Runtime {
             .send(&Msg::Go)
             .step(|| "send Go to the exec process")
             .map_err(fail)?;
-        parent
-            .expect(Msg::Ready, "Ready")
-            .map_err(|e| fail(Error::Init(e.to_string())))?;
+        let agent = rec
+            .seccomp
+            .as_ref()
+            .map(|s| SeccompAgent::new(s, child_pid, &rec.oci_state(Status::Running)));
+        wait_ready(&parent, agent.as_ref()).map_err(fail)?;
         wait_for_exec(&parent).map_err(fail)?;
         if let Some(p) = &o.pid_file {
             write_pid_file(&absolute(p)?, child_pid)?;
@@ -1093,6 +1103,7 @@ fn exec_child(
     }
     init::prepare_process(p)?;
     let program = init::find_program(&p.args[0], &p.env)?;
+    let seccomp = init::hand_listener_to_parent(ch, seccomp)?;
     ch.send(&Msg::Ready).step(|| "report ready")?;
     init::exec_process(p, &program, preserve_fds, seccomp)
 }
@@ -1120,6 +1131,84 @@ fn apply_resources(
         }
     }
     Ok(())
+}
+
+/// The seccomp agent of a profile with a `listenerPath`, and what it is told with
+/// the listener: the OCI `ContainerProcessState`.
+struct SeccompAgent {
+    path: PathBuf,
+    message: Vec<u8>,
+}
+
+impl SeccompAgent {
+    fn new(s: &oci_spec::runtime::LinuxSeccomp, pid: Pid, state: &impl serde::Serialize) -> Self {
+        let mut message = serde_json::json!({
+            "ociVersion": oci_spec::runtime::VERSION,
+            "fds": ["seccompFd"],
+            "pid": pid.as_raw(),
+            "state": state,
+        });
+        if let Some(m) = s.listener_metadata() {
+            message["metadata"] = m.as_str().into();
+        }
+        SeccompAgent {
+            path: s.listener_path().clone().unwrap_or_default(),
+            message: serde_json::to_vec(&message).expect("state serializes"),
+        }
+    }
+
+    /// Connect to the agent and send the state with the listener attached.
+    fn hand_over(&self, listener: std::os::fd::BorrowedFd<'_>) -> Result<()> {
+        use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+        use std::os::fd::AsRawFd;
+        let field = "linux.seccomp.listenerPath";
+        let sock = UnixStream::connect(&self.path)
+            .step(|| format!("connect to {field} {}", self.path.display()))?;
+        let iov = [std::io::IoSlice::new(&self.message)];
+        let fds = [listener.as_raw_fd()];
+        sendmsg::<()>(
+            sock.as_raw_fd(),
+            &iov,
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+        .step(|| {
+            format!(
+                "send the seccomp listener to {field} {}",
+                self.path.display()
+            )
+        })?;
+        Ok(())
+    }
+}
+
+/// Wait for the init's (or exec process's) `Ready`. A profile with a listener
+/// sends it first (see [`init::hand_listener_to_parent`]): it goes to the agent.
+fn wait_ready(ch: &Channel, agent: Option<&SeccompAgent>) -> Result<()> {
+    let remote = |e: sync::ChannelError| Error::Init(e.to_string());
+    loop {
+        let (msg, fd) = ch.recv_with_fd().step(|| "wait for the init to be ready")?;
+        match (msg, fd, agent) {
+            (Some(Msg::Ready), _, _) => return Ok(()),
+            (Some(Msg::SeccompFd), Some(fd), Some(agent)) => {
+                if let Err(e) = agent.hand_over(fd.as_fd()) {
+                    let _ = ch.send(&Msg::Error(e.to_string()));
+                    return Err(e);
+                }
+                ch.send(&Msg::SeccompDone)
+                    .step(|| "tell the init the agent has its listener")?;
+            }
+            (None, _, _) => return Err(remote(sync::ChannelError::Closed)),
+            (Some(Msg::Error(e)), _, _) => return Err(Error::Init(e)),
+            (Some(got), _, _) => {
+                return Err(remote(sync::ChannelError::Unexpected {
+                    expected: "Ready",
+                    got,
+                }))
+            }
+        }
+    }
 }
 
 /// After `Start`: the channel is close-on-exec in the init, so end-of-file means the

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::ffi::CString;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -158,6 +158,7 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
     }
     let program = find_program(&process.args[0], &process.env)?;
 
+    let seccomp = hand_listener_to_parent(&a.channel, a.seccomp)?;
     a.channel.send(&Msg::Ready).step(|| "report ready")?;
     match &a.start {
         StartSignal::Fifo(fd) => wait_fifo(fd)?,
@@ -173,7 +174,30 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
         &plan.hooks.start_container,
         state.as_bytes(),
     )?;
-    exec_process(process, &program, a.preserve_fds, a.seccomp)
+    exec_process(process, &program, a.preserve_fds, seccomp)
+}
+
+/// A profile that notifies a seccomp agent (`listenerPath`) is loaded here, before
+/// `Ready`, while the parent still listens: only the parent can reach the agent's
+/// socket on the host, so it gets the listener (SCM_RIGHTS), hands it over and
+/// answers `SeccompDone`. As with runc, the rest of the setup (waiting for start,
+/// user, capabilities, execve) then runs under the filter. Returns the filter that
+/// is still to be loaded by [`exec_process`].
+pub fn hand_listener_to_parent<'a>(
+    ch: &Channel,
+    seccomp: Option<&'a onggi_seccomp::Compiled>,
+) -> Result<Option<&'a onggi_seccomp::Compiled>> {
+    let Some(filter) = seccomp.filter(|c| c.needs_listener()) else {
+        return Ok(seccomp);
+    };
+    let listener = onggi_seccomp::load(filter)?
+        .ok_or_else(|| Error::Init("seccomp: the kernel returned no listener".into()))?;
+    ch.send_with_fd(&Msg::SeccompFd, listener.as_fd())
+        .step(|| "send the seccomp listener to the parent")?;
+    drop(listener);
+    ch.expect(Msg::SeccompDone, "SeccompDone")
+        .map_err(|e| Error::Init(format!("hand the seccomp listener to the agent: {e}")))?;
+    Ok(None)
 }
 
 /// The namespaces the init is cloned into; it unshares the others itself.

@@ -13,6 +13,9 @@
 //!  HooksDone(state) ──────────────────────►
 //!                                           createContainer hooks, pivot_root,
 //!                                           console, rlimits, resolve args[0]
+//!  ◄──────────────────────────────────────  SeccompFd + fd   (only with a listenerPath:
+//!  hand the listener to the seccomp agent                    the filter is loaded here)
+//!  SeccompDone ───────────────────────────►
 //!  ◄──────────────────────────────────────  Ready
 //!  write state.json, exit (create)          block on exec.fifo (create)
 //!  or Start ──────────────────────────────► or on Start (run)
@@ -45,6 +48,11 @@ pub enum Msg {
     InitPid(i32),
     /// either way: setup failed with this message.
     Error(String),
+    /// init → parent, with the seccomp listener descriptor attached (SCM_RIGHTS):
+    /// the filter is loaded; hand the listener to the agent at `listenerPath`.
+    SeccompFd,
+    /// parent → init: the agent has the listener; go on.
+    SeccompDone,
 }
 
 impl Msg {
@@ -69,6 +77,8 @@ impl Msg {
                 v.extend_from_slice(s.as_bytes());
                 v
             }
+            Msg::SeccompFd => vec![8],
+            Msg::SeccompDone => vec![9],
         }
     }
 
@@ -81,6 +91,8 @@ impl Msg {
             5 => Msg::Start,
             6 => Msg::InitPid(i32::from_le_bytes(b.get(1..5)?.try_into().ok()?)),
             7 => Msg::Error(String::from_utf8_lossy(&b[1..]).into_owned()),
+            8 => Msg::SeccompFd,
+            9 => Msg::SeccompDone,
             _ => return None,
         })
     }
@@ -131,6 +143,41 @@ impl Channel {
             match send(self.0.as_raw_fd(), &buf, MsgFlags::MSG_NOSIGNAL) {
                 Err(Errno::EINTR) => continue,
                 r => return r.map(drop),
+            }
+        }
+    }
+
+    /// Receive one message; `None` when the other side has closed.
+    /// Send `m` with the descriptor `fd` attached (SCM_RIGHTS).
+    pub fn send_with_fd(&self, m: &Msg, fd: std::os::fd::BorrowedFd<'_>) -> Result<(), Errno> {
+        use nix::sys::socket::{sendmsg, ControlMessage};
+        let buf = m.encode();
+        let iov = [std::io::IoSlice::new(&buf)];
+        let fds = [fd.as_raw_fd()];
+        let cmsg = [ControlMessage::ScmRights(&fds)];
+        loop {
+            match sendmsg::<()>(
+                self.0.as_raw_fd(),
+                &iov,
+                &cmsg,
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            ) {
+                Err(Errno::EINTR) => continue,
+                r => return r.map(drop),
+            }
+        }
+    }
+
+    /// Receive a message and the descriptor attached to it, if any (close-on-exec).
+    pub fn recv_with_fd(&self) -> Result<(Option<Msg>, Option<OwnedFd>), Errno> {
+        let mut buf = [0u8; 4096];
+        loop {
+            match onggi_sys::recv_with_fd(&self.0, &mut buf) {
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e),
+                Ok((0, fd)) => return Ok((None, fd)),
+                Ok((n, fd)) => return Ok((Msg::decode(&buf[..n]), fd)),
             }
         }
     }

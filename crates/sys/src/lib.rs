@@ -196,9 +196,15 @@ pub use mount_api::mount_setattr_recursive;
 /// Receive one descriptor sent with SCM_RIGHTS on a connected Unix socket; `None`
 /// when the message carried none (or the peer closed). Close-on-exec is set on it.
 pub fn recv_fd<F: AsFd>(sock: F) -> Result<Option<OwnedFd>, Errno> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
     let mut buf = [0u8; 256];
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    recv_with_fd(sock, &mut buf).map(|(_, fd)| fd)
+}
+
+/// Receive one message into `buf` and the descriptor sent with it (SCM_RIGHTS), if
+/// any, close-on-exec: the message's length (0 when the peer closed) and the fd.
+pub fn recv_with_fd<F: AsFd>(sock: F, buf: &mut [u8]) -> Result<(usize, Option<OwnedFd>), Errno> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
+    let mut iov = [std::io::IoSliceMut::new(buf)];
     let mut space = nix::cmsg_space!([RawFd; 1]);
     let msg = recvmsg::<UnixAddr>(
         sock.as_fd().as_raw_fd(),
@@ -220,7 +226,7 @@ pub fn recv_fd<F: AsFd>(sock: F) -> Result<Option<OwnedFd>, Errno> {
             }
         }
     }
-    Ok(received)
+    Ok((msg.bytes, received))
 }
 
 pub mod bpf;

@@ -71,3 +71,67 @@ pub fn set_mode_filter(prog: &[u8], flags: u32) -> Result<Option<OwnedFd>, Errno
     // file descriptor that nothing else in this process owns yet; we take ownership.
     Ok(Some(unsafe { OwnedFd::from_raw_fd(ret as RawFd) }))
 }
+
+/// One system call a filter handed to its supervisor (`SCMP_ACT_NOTIFY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Notification {
+    /// The notification's cookie, to answer it with [`notif_respond`].
+    pub id: u64,
+    /// The calling thread, in the supervisor's PID namespace.
+    pub pid: u32,
+    /// The system call number.
+    pub nr: i32,
+    /// Its arguments.
+    pub args: [u64; 6],
+}
+
+/// `ioctl(SECCOMP_IOCTL_NOTIF_RECV)`: wait for the next notification on a listener.
+pub fn notif_recv<F: std::os::fd::AsFd>(listener: F) -> Result<Notification, Errno> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: seccomp_notif is plain old data; all zeroes is a valid value (and the
+    // kernel requires the buffer zeroed).
+    let mut n: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+    // SAFETY: the request's size matches `n`, a live struct the kernel fills in
+    // during the call; the descriptor is borrowed for the call.
+    let ret = unsafe {
+        libc::ioctl(
+            listener.as_fd().as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_RECV as _,
+            &mut n as *mut libc::seccomp_notif,
+        )
+    };
+    Errno::result(ret)?;
+    Ok(Notification {
+        id: n.id,
+        pid: n.pid,
+        nr: n.data.nr,
+        args: n.data.args,
+    })
+}
+
+/// `ioctl(SECCOMP_IOCTL_NOTIF_SEND)`: answer notification `id`; the system call
+/// returns `val`, or fails with `errno` when it is non-zero.
+pub fn notif_respond<F: std::os::fd::AsFd>(
+    listener: F,
+    id: u64,
+    val: i64,
+    errno: i32,
+) -> Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    let resp = libc::seccomp_notif_resp {
+        id,
+        val,
+        error: if errno == 0 { 0 } else { -errno },
+        flags: 0,
+    };
+    // SAFETY: the request's size matches `resp`, a live, initialised struct the
+    // kernel only reads during the call; the descriptor is borrowed for the call.
+    let ret = unsafe {
+        libc::ioctl(
+            listener.as_fd().as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SEND as _,
+            &resp as *const libc::seccomp_notif_resp,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
