@@ -374,6 +374,16 @@ impl Runtime {
         }
         cgroup.add_pid(pid.as_raw())?;
         ch.send(&Msg::Go).step(|| "send Go to the init")?;
+        let creating = || {
+            Record::oci_state_of(
+                id,
+                pid,
+                bundle,
+                &plan.rootfs,
+                &plan.annotations,
+                Status::Creating,
+            )
+        };
         let h = &plan.hooks;
         let wants_hooks = !(h.prestart.is_empty()
             && h.create_runtime.is_empty()
@@ -382,15 +392,7 @@ impl Runtime {
         if wants_hooks {
             ch.expect(Msg::CreateRuntimeHooks, "CreateRuntimeHooks")
                 .map_err(remote)?;
-            let st = Record::oci_state_of(
-                id,
-                pid,
-                bundle,
-                &plan.rootfs,
-                &plan.annotations,
-                Status::Creating,
-            );
-            let json = serde_json::to_vec(&st).expect("state serializes");
+            let json = serde_json::to_vec(&creating()).expect("state serializes");
             let r = hooks::run_all("prestart", &h.prestart, &json)
                 .and_then(|()| hooks::run_all("createRuntime", &h.create_runtime, &json));
             if let Err(e) = r {
@@ -402,17 +404,11 @@ impl Runtime {
             ))
             .step(|| "send HooksDone to the init")?;
         }
-        let agent = plan.seccomp.as_ref().map(|s| {
-            let st = Record::oci_state_of(
-                id,
-                pid,
-                bundle,
-                &plan.rootfs,
-                &plan.annotations,
-                Status::Creating,
-            );
-            SeccompAgent::new(s, pid, &st)
-        });
+        let agent = plan
+            .seccomp
+            .as_ref()
+            .filter(|s| s.listener_path().is_some())
+            .map(|s| SeccompAgent::new(s, pid, &creating()));
         wait_ready(ch, agent.as_ref())
     }
 
@@ -830,6 +826,7 @@ impl Runtime {
         let agent = rec
             .seccomp
             .as_ref()
+            .filter(|s| s.listener_path().is_some())
             .map(|s| SeccompAgent::new(s, child_pid, &rec.oci_state(Status::Running)));
         wait_ready(&parent, agent.as_ref()).map_err(fail)?;
         wait_for_exec(&parent).map_err(fail)?;
