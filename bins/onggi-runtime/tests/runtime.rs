@@ -126,6 +126,17 @@ fn the_program_is_pid_1() {
     assert_eq!(fx.run(&fx.id("c"), &b).ok().stdout, "1\n");
 }
 
+/// A new user namespace mapping the container's ids 0..65536 to host 100000...
+fn in_user_namespace(c: &mut Value) {
+    c["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    c["linux"]["uidMappings"] = map.clone();
+    c["linux"]["gidMappings"] = map;
+}
+
 #[test]
 fn user_namespace_maps_container_root_to_a_host_range() {
     let Some(fx) = Fixture::new("userns") else {
@@ -138,13 +149,7 @@ fn user_namespace_maps_container_root_to_a_host_range() {
     let b = fx.own_bundle(
         &sh("id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map; echo hi > /shared/f"),
         |c| {
-            c["linux"]["namespaces"]
-                .as_array_mut()
-                .unwrap()
-                .push(json!({"type": "user"}));
-            let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-            c["linux"]["uidMappings"] = map.clone();
-            c["linux"]["gidMappings"] = map;
+            in_user_namespace(c);
             add_mount(c, bind(&shared, "/shared", &[]));
         },
     );
@@ -169,6 +174,110 @@ fn user_namespace_maps_container_root_to_a_host_range() {
         (100000, 100000),
         "owner of a file written by the container's root"
     );
+}
+
+/// A host directory with a file owned by root and one owned by uid/gid 1000.
+fn owned_files(fx: &Fixture) -> PathBuf {
+    let data = fx.host_dir("data");
+    fs::write(data.join("rootfile"), "").unwrap();
+    fs::write(data.join("userfile"), "").unwrap();
+    std::os::unix::fs::chown(data.join("userfile"), Some(1000), Some(1000)).unwrap();
+    data
+}
+
+const SHOW_OWNERS: &str = "stat -c '%n %u:%g' /d/rootfile /d/userfile; touch /d/new 2>&1; true";
+
+/// `idmap` without mappings of its own maps through the container's user namespace:
+/// host files keep their owners as the container sees them (root's are root's, not
+/// nobody's), and a file the container's root makes is root's on the host.
+#[test]
+fn idmapped_mount_shows_host_owners_inside_a_user_namespace() {
+    let Some(fx) = Fixture::new("idmapns") else {
+        return;
+    };
+    fs::set_permissions(fx.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let data = owned_files(&fx);
+    let with = |opts: &[&str]| {
+        let mut options = vec!["bind"];
+        options.extend_from_slice(opts);
+        let b = fx.own_bundle(&sh(SHOW_OWNERS), |c| {
+            in_user_namespace(c);
+            add_mount(
+                c,
+                json!({"destination": "/d", "type": "bind", "source": data, "options": options}),
+            );
+        });
+        // The mapped root must be able to make /d in its own root.
+        fs::create_dir(b.join("rootfs/d")).unwrap();
+        b
+    };
+    let out = fx.run(&fx.id("plain"), &with(&[])).ok();
+    assert!(
+        out.stdout.contains("/d/rootfile 65534:65534"),
+        "without idmap: {out:?}"
+    );
+    assert!(
+        out.stdout.contains("Permission denied"),
+        "without idmap: {out:?}"
+    );
+    let out = fx.run(&fx.id("idmap"), &with(&["idmap"])).ok();
+    assert!(out.stdout.contains("/d/rootfile 0:0"), "{out:?}");
+    assert!(out.stdout.contains("/d/userfile 1000:1000"), "{out:?}");
+    let new = fs::metadata(data.join("new")).expect("the container's root wrote /d/new");
+    assert_eq!((new.uid(), new.gid()), (0, 0));
+}
+
+/// A mount's own `uidMappings`/`gidMappings` idmap it without a user namespace in
+/// the container: host id 0 is shown as 1000, unmapped ids as the overflow id.
+#[test]
+fn mount_mappings_idmap_a_bind_without_a_user_namespace() {
+    let Some(fx) = Fixture::new("idmapown") else {
+        return;
+    };
+    let data = owned_files(&fx);
+    let b = fx.bundle(&sh(SHOW_OWNERS), |c| {
+        let map = json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+        add_mount(
+            c,
+            json!({"destination": "/d", "type": "bind", "source": data, "options": ["bind", "idmap"],
+                   "uidMappings": map, "gidMappings": map}),
+        );
+    });
+    let out = fx.run(&fx.id("c"), &b).ok();
+    assert!(out.stdout.contains("/d/rootfile 1000:1000"), "{out:?}");
+    assert!(out.stdout.contains("/d/userfile 65534:65534"), "{out:?}");
+    // Findmnt on the host sees no trace of the detached mount once it is gone.
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(path_str(&data)), "{mounts}");
+}
+
+#[test]
+fn idmap_mistakes_are_named_and_leave_nothing() {
+    let Some(fx) = Fixture::new("idmapbad") else {
+        return;
+    };
+    let data = fx.host_dir("data");
+    let map = json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+    let cases = [
+        (
+            json!({"destination": "/d", "type": "bind", "source": data, "options": ["bind", "idmap"]}),
+            "mounts[7].options",
+        ),
+        (
+            json!({"destination": "/d", "type": "bind", "source": data, "options": ["bind"], "uidMappings": map}),
+            "mounts[7].uidMappings",
+        ),
+        (
+            json!({"destination": "/d", "type": "tmpfs", "source": "tmpfs", "options": ["idmap"]}),
+            "mounts[7].options",
+        ),
+    ];
+    for (i, (mount, field)) in cases.into_iter().enumerate() {
+        let b = fx.bundle(&["true"], |c| add_mount(c, mount));
+        let id = fx.id(&format!("c{i}"));
+        fx.create(&id, &b).fails_with(&[field]);
+        fx.assert_gone(&id);
+    }
 }
 
 // ---------------------------------------------------------------------------------

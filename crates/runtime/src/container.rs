@@ -23,6 +23,7 @@ use onggi_cgroups::{Cgroup, Hierarchies};
 use onggi_sys::{clone_fork, Forked};
 
 use crate::error::{invalid, Context, Error, Result};
+use crate::idmap;
 use crate::init::{self, InitArgs, StartSignal};
 use crate::lifecycle::{allowed, Op, Status};
 use crate::plan::{self, Plan, ProcessPlan};
@@ -150,12 +151,6 @@ fn write_pid_file(path: &Path, pid: Pid) -> Result<()> {
     let tmp = path.with_extension("onggi-tmp");
     fs::write(&tmp, pid.to_string()).step(|| format!("write pid file {}", tmp.display()))?;
     fs::rename(&tmp, path).step(|| format!("rename pid file to {}", path.display()))
-}
-
-fn id_map(maps: &[oci_spec::runtime::LinuxIdMapping]) -> String {
-    maps.iter()
-        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
-        .collect()
 }
 
 /// The container's cgroup as the init needs it for `type: cgroup` mounts.
@@ -362,12 +357,9 @@ impl Runtime {
     ) -> Result<()> {
         let remote = |e: sync::ChannelError| Error::Init(e.to_string());
         if plan.new_namespaces.contains(CloneFlags::CLONE_NEWUSER) {
-            let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-            fs::write(proc_dir.join("uid_map"), id_map(&plan.uid_mappings))
-                .step(|| format!("write uid_map of {pid} (linux.uidMappings)"))?;
-            fs::write(proc_dir.join("gid_map"), id_map(&plan.gid_mappings))
-                .step(|| format!("write gid_map of {pid} (linux.gidMappings)"))?;
+            idmap::write_maps(pid, &plan.uid_mappings, &plan.gid_mappings)?;
         }
+        idmap::send_mounts(plan, pid, ch)?;
         cgroup.create()?;
         if let Some(r) = &plan.resources {
             apply_resources(cgroup, r, false)?;

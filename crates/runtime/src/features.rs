@@ -4,13 +4,66 @@
 //! runtime implements, so it can refuse a configuration up front instead of failing mid-create.
 //! Its shape is defined in the runtime-spec's `features.md`
 //! (<https://github.com/opencontainers/runtime-spec/blob/main/features.md>); the values follow
-//! `runc features` where onggi does the same thing and say `false` where it does not yet (no
-//! seccomp, `AppArmor`, `SELinux`, Intel RDT, systemd cgroups or idmapped mounts).
+//! `runc features` where onggi does the same thing and say `false` where it does not yet (Intel
+//! RDT, systemd cgroups). `AppArmor` and `SELinux` are `true` as in runc: the runtime applies
+//! their labels where the host has the LSM (and refuses them where it does not).
 //!
 //! [`MOUNT_OPTIONS`] is the one list of mount option words onggi accepts: the document prints it
 //! and the mount option parser checks against it, so the two cannot disagree.
 
 use serde_json::{json, Value};
+
+/// Seccomp actions onggi-seccomp compiles (runc's list).
+const SECCOMP_ACTIONS: &[&str] = &[
+    "SCMP_ACT_ALLOW",
+    "SCMP_ACT_ERRNO",
+    "SCMP_ACT_KILL",
+    "SCMP_ACT_KILL_PROCESS",
+    "SCMP_ACT_KILL_THREAD",
+    "SCMP_ACT_LOG",
+    "SCMP_ACT_NOTIFY",
+    "SCMP_ACT_TRACE",
+    "SCMP_ACT_TRAP",
+];
+
+/// Argument comparison operators.
+const SECCOMP_OPERATORS: &[&str] = &[
+    "SCMP_CMP_EQ",
+    "SCMP_CMP_GE",
+    "SCMP_CMP_GT",
+    "SCMP_CMP_LE",
+    "SCMP_CMP_LT",
+    "SCMP_CMP_MASKED_EQ",
+    "SCMP_CMP_NE",
+];
+
+/// Architectures libseccomp 2.5 knows by these names (runc's list).
+const SECCOMP_ARCHS: &[&str] = &[
+    "SCMP_ARCH_AARCH64",
+    "SCMP_ARCH_ARM",
+    "SCMP_ARCH_MIPS",
+    "SCMP_ARCH_MIPS64",
+    "SCMP_ARCH_MIPS64N32",
+    "SCMP_ARCH_MIPSEL",
+    "SCMP_ARCH_MIPSEL64",
+    "SCMP_ARCH_MIPSEL64N32",
+    "SCMP_ARCH_PPC",
+    "SCMP_ARCH_PPC64",
+    "SCMP_ARCH_PPC64LE",
+    "SCMP_ARCH_S390",
+    "SCMP_ARCH_S390X",
+    "SCMP_ARCH_X32",
+    "SCMP_ARCH_X86",
+    "SCMP_ARCH_X86_64",
+];
+
+/// `linux.seccomp.flags` onggi passes to seccomp(2).
+const SECCOMP_FLAGS: &[&str] = &[
+    "SECCOMP_FILTER_FLAG_TSYNC",
+    "SECCOMP_FILTER_FLAG_LOG",
+    "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
+];
 
 /// The oldest runtime-spec version whose configurations onggi accepts.
 pub const OCI_VERSION_MIN: &str = "1.0.0";
@@ -172,12 +225,19 @@ pub fn features() -> Value {
                 "systemdUser": false,
                 "rdma": false
             },
-            "seccomp": { "enabled": false },
-            "apparmor": { "enabled": false },
-            "selinux": { "enabled": false },
+            "seccomp": {
+                "enabled": true,
+                "actions": SECCOMP_ACTIONS,
+                "operators": SECCOMP_OPERATORS,
+                "archs": SECCOMP_ARCHS,
+                "knownFlags": SECCOMP_FLAGS,
+                "supportedFlags": SECCOMP_FLAGS
+            },
+            "apparmor": { "enabled": true },
+            "selinux": { "enabled": true },
             "intelRdt": { "enabled": false },
             "mountExtensions": {
-                "idmap": { "enabled": false }
+                "idmap": { "enabled": true }
             }
         },
         "annotations": {
@@ -287,11 +347,49 @@ mod tests {
         ] {
             assert!(doc["linux"].get(key).is_some(), "missing linux.{key}");
         }
-        assert_eq!(doc["linux"]["mountExtensions"]["idmap"]["enabled"], false);
+        assert_eq!(doc["linux"]["mountExtensions"]["idmap"]["enabled"], true);
+        assert_eq!(doc["linux"]["seccomp"]["enabled"], true);
         assert_eq!(
             doc["annotations"]["io.github.onggi.version"],
             env!("CARGO_PKG_VERSION")
         );
+    }
+
+    /// Every seccomp word the document lists compiles: the lists cannot promise more
+    /// than onggi-seccomp does. Architectures are known by name; like runc, only
+    /// those libseccomp can add to a filter for this machine compile here.
+    #[test]
+    fn every_listed_seccomp_word_compiles() {
+        let try_compile = |v: &serde_json::Value| {
+            let s: oci_spec::runtime::LinuxSeccomp = serde_json::from_value(v.clone()).unwrap();
+            onggi_seccomp::compile(&s).map(drop)
+        };
+        let compile = |v: serde_json::Value| {
+            try_compile(&v).unwrap_or_else(|e| panic!("{v}: {e}"));
+        };
+        for arch in SECCOMP_ARCHS {
+            let v = json!({"defaultAction": "SCMP_ACT_ERRNO", "architectures": [arch]});
+            if let Err(e) = try_compile(&v) {
+                assert!(!e.to_string().contains("unknown"), "{arch}: {e}");
+            }
+        }
+        compile(json!({"defaultAction": "SCMP_ACT_ERRNO",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]}));
+        for action in SECCOMP_ACTIONS {
+            compile(
+                json!({"defaultAction": "SCMP_ACT_ERRNO", "listenerPath": "/a.sock",
+                "syscalls": [{"names": ["getpid"], "action": action}]}),
+            );
+        }
+        for op in SECCOMP_OPERATORS {
+            compile(
+                json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["personality"],
+                "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "value": 8, "valueTwo": 8, "op": op}]}]}),
+            );
+        }
+        for flag in SECCOMP_FLAGS {
+            compile(json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": [flag]}));
+        }
     }
 
     #[test]

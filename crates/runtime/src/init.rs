@@ -107,7 +107,7 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
 
     let fs = rootfs::prepare(plan, &a.cgroup)?;
     // The cgroup mount binds the container's cgroup directories: they must exist.
-    fs.mount_all(&mut || gate.pass())?;
+    fs.mount_all(&gate)?;
     fs.setup_dev(user_ns)?;
     gate.pass()?;
 
@@ -200,6 +200,21 @@ pub fn hand_listener_to_parent<'a>(
     Ok(None)
 }
 
+impl rootfs::Parent for Gate<'_> {
+    fn wait(&self) -> Result<()> {
+        self.pass()
+    }
+
+    fn idmapped_mount(&self, index: usize) -> Result<OwnedFd> {
+        self.pass()?;
+        self.mounts.borrow_mut().remove(&index).ok_or_else(|| {
+            Error::Init(format!(
+                "mounts[{index}]: the parent sent no idmapped mount"
+            ))
+        })
+    }
+}
+
 /// The namespaces the init is cloned into; it unshares the others itself.
 pub const CLONE_NAMESPACES: CloneFlags = CloneFlags::CLONE_NEWPID.union(CloneFlags::CLONE_NEWUSER);
 
@@ -223,9 +238,12 @@ fn unshare_rest(new: CloneFlags) -> Result<()> {
 /// with its mounts while the parent makes the cgroup on the other CPU. Right after `Go`,
 /// a new cgroup namespace is unshared, so that its root is the container's cgroup
 /// (cgroup_namespaces(7)), which is why the init is never cloned with CLONE_NEWCGROUP.
+/// Idmapped mounts arrive before `Go`, made by the parent (only it holds
+/// CAP_SYS_ADMIN over the filesystems in the host's user namespace).
 struct Gate<'a> {
     args: &'a InitArgs<'a>,
     passed: std::cell::Cell<bool>,
+    mounts: std::cell::RefCell<std::collections::HashMap<usize, OwnedFd>>,
 }
 
 impl<'a> Gate<'a> {
@@ -233,6 +251,7 @@ impl<'a> Gate<'a> {
         Gate {
             args,
             passed: std::cell::Cell::new(false),
+            mounts: Default::default(),
         }
     }
 
@@ -240,13 +259,31 @@ impl<'a> Gate<'a> {
         if self.passed.replace(true) {
             return Ok(());
         }
-        self.args
-            .channel
-            .expect(Msg::Go, "Go")
-            .map_err(|e| match e {
-                crate::sync::ChannelError::Closed => Error::ParentGone,
-                e => Error::Init(format!("wait for the parent: {e}")),
-            })?;
+        let lost = |e: crate::sync::ChannelError| match e {
+            crate::sync::ChannelError::Closed => Error::ParentGone,
+            e => Error::Init(format!("wait for the parent: {e}")),
+        };
+        loop {
+            let (msg, fd) = self
+                .args
+                .channel
+                .recv_with_fd()
+                .map_err(|e| lost(e.into()))?;
+            match (msg, fd) {
+                (Some(Msg::Go), _) => break,
+                (Some(Msg::MountFd(i)), Some(fd)) => {
+                    self.mounts.borrow_mut().insert(i as usize, fd);
+                }
+                (None, _) => return Err(Error::ParentGone),
+                (Some(Msg::Error(e)), _) => return Err(lost(crate::sync::ChannelError::Remote(e))),
+                (Some(got), _) => {
+                    return Err(lost(crate::sync::ChannelError::Unexpected {
+                        expected: "Go",
+                        got,
+                    }))
+                }
+            }
+        }
         if self
             .args
             .plan

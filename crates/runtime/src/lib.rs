@@ -17,6 +17,7 @@ pub mod error;
 pub mod exe;
 pub mod features;
 pub mod hooks;
+pub mod idmap;
 pub mod init;
 pub mod lifecycle;
 pub mod lsm;

@@ -58,6 +58,20 @@ pub struct MountStep {
     pub tmpcopyup: bool,
     /// Special handling.
     pub kind: MountKind,
+    /// An idmapped bind mount (`idmap`, `ridmap`, or the mount's own mappings).
+    pub idmap: Option<Idmap>,
+}
+
+/// How a bind mount is idmapped: the ids of its files are shown through a user
+/// namespace with these mappings (mount_setattr(2), `MOUNT_ATTR_IDMAP`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idmap {
+    /// `ridmap`: the submounts of an `rbind` are idmapped too.
+    pub recursive: bool,
+    /// The mount's `uidMappings`; empty: the container's user namespace.
+    pub uid_mappings: Vec<LinuxIdMapping>,
+    /// The mount's `gidMappings`; empty with `uid_mappings`.
+    pub gid_mappings: Vec<LinuxIdMapping>,
 }
 
 impl MountStep {
@@ -307,15 +321,21 @@ pub fn plan(spec: &Spec, bundle: &Path, id: &str) -> Result<Plan> {
     };
 
     let mut mounts = Vec::new();
+    let user_ns = new_namespaces.contains(CloneFlags::CLONE_NEWUSER)
+        || join_namespaces
+            .iter()
+            .any(|(f, _)| *f == CloneFlags::CLONE_NEWUSER);
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
-        mounts.push(mount_step(
+        let mut step = mount_step(
             i,
             m.destination(),
             m.typ().as_deref(),
             m.source().as_deref(),
             m.options().as_deref().unwrap_or(&[]),
             bundle,
-        )?);
+        )?;
+        attach_mount_mappings(&mut step, m, user_ns)?;
+        mounts.push(step);
     }
     let mount_label = linux.mount_label().clone().filter(|l| !l.is_empty());
     if let Some(label) = &mount_label {
@@ -628,6 +648,7 @@ pub fn mount_step(
     let mut propagation = Vec::new();
     let (mut rec_set, mut rec_clear) = (0u64, 0u64);
     let mut tmpcopyup = false;
+    let mut idmap = None;
     for word in options {
         if let Some((clear, f)) = flag_word(word) {
             if clear {
@@ -653,10 +674,11 @@ pub fn mount_step(
         } else if word == "tmpcopyup" {
             tmpcopyup = true;
         } else if word == "idmap" || word == "ridmap" {
-            return Err(invalid(
-                format!("{field}.options"),
-                format!("{word:?}: idmapped mounts are not supported yet"),
-            ));
+            idmap = Some(Idmap {
+                recursive: word == "ridmap",
+                uid_mappings: Vec::new(),
+                gid_mappings: Vec::new(),
+            });
         } else {
             data.push(word);
         }
@@ -696,6 +718,12 @@ pub fn mount_step(
             "missing: a bind mount needs a source",
         ));
     }
+    if idmap.is_some() && !is_bind {
+        return Err(invalid(
+            format!("{field}.options"),
+            "idmap and ridmap apply to bind mounts only",
+        ));
+    }
     if tmpcopyup && typ != "tmpfs" {
         return Err(invalid(
             format!("{field}.options"),
@@ -718,7 +746,49 @@ pub fn mount_step(
         rec_clear,
         tmpcopyup,
         kind,
+        idmap,
     })
+}
+
+/// The mount's own `uidMappings`/`gidMappings` for an idmapped bind mount (with or
+/// without the `idmap` word, as runc); without them, the container's user namespace,
+/// which it must then have.
+fn attach_mount_mappings(
+    step: &mut MountStep,
+    m: &oci_spec::runtime::Mount,
+    user_ns: bool,
+) -> Result<()> {
+    let field = format!("mounts[{}]", step.index);
+    let uids = m.uid_mappings().clone().unwrap_or_default();
+    let gids = m.gid_mappings().clone().unwrap_or_default();
+    if uids.is_empty() != gids.is_empty() {
+        return Err(invalid(
+            format!("{field}.uidMappings"),
+            "uidMappings and gidMappings go together: give both or neither",
+        ));
+    }
+    if !uids.is_empty() {
+        if step.kind != MountKind::Bind {
+            return Err(invalid(
+                format!("{field}.uidMappings"),
+                "only bind mounts can be idmapped",
+            ));
+        }
+        let idmap = step.idmap.get_or_insert(Idmap {
+            recursive: false,
+            uid_mappings: Vec::new(),
+            gid_mappings: Vec::new(),
+        });
+        idmap.uid_mappings = uids;
+        idmap.gid_mappings = gids;
+    } else if step.idmap.is_some() && !user_ns {
+        return Err(invalid(
+            format!("{field}.options"),
+            "idmap without the mount's own uidMappings/gidMappings maps through the \
+             container's user namespace, and the container has none",
+        ));
+    }
+    Ok(())
 }
 
 /// Add the SELinux `context=` option for `linux.mountLabel` to a filesystem the
@@ -994,8 +1064,8 @@ mod tests {
         assert_eq!(m.data, "size=1m");
         assert_eq!(m.flags, MsFlags::MS_NOEXEC);
         assert_eq!(m.propagation, vec![MsFlags::MS_SHARED]);
-        // Every word the features document advertises is understood (not passed as data),
-        // except the idmap words, which are refused.
+        // Every word the features document advertises is understood (not passed as data);
+        // the idmap words apply to bind mounts only.
         for w in crate::features::MOUNT_OPTIONS {
             let r = mount_step(
                 0,
@@ -1006,7 +1076,7 @@ mod tests {
                 Path::new("/b"),
             );
             match *w {
-                "idmap" | "ridmap" => assert!(r.is_err()),
+                "idmap" | "ridmap" => assert!(r.unwrap_err().to_string().contains("bind")),
                 _ => assert_eq!(r.unwrap().data, "", "{w} fell through to data"),
             }
         }

@@ -8,7 +8,7 @@
 
 use std::ffi::OsString;
 use std::fs;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
@@ -164,6 +164,15 @@ pub struct Rootfs<'a> {
     pub cgroup: &'a CgroupMounts,
 }
 
+/// What the mounts need from the runtime's side of the bootstrap.
+pub trait Parent {
+    /// Wait for the parent's `Go`: the init is in its cgroup, and every idmapped
+    /// mount has been sent.
+    fn wait(&self) -> Result<()>;
+    /// The detached idmapped mount the parent made for `mounts[index]`.
+    fn idmapped_mount(&self, index: usize) -> Result<OwnedFd>;
+}
+
 /// Step 1: make the mount tree private to the container (rootfsPropagation, default
 /// rslave) and bind the rootfs onto itself so it is a mount point for pivot_root.
 /// Returns the setup context with a descriptor of the root.
@@ -213,19 +222,20 @@ impl Rootfs<'_> {
         })
     }
 
-    /// Step 2: every entry of `mounts`, in order.
-    /// `before_cgroup` runs before the first `type: cgroup` mount.
-    pub fn mount_all(&self, before_cgroup: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+    /// Step 2: every entry of `mounts`, in order. A cgroup mount waits for the
+    /// parent first (the init must be in its cgroup); an idmapped one takes the
+    /// detached mount the parent made.
+    pub fn mount_all(&self, parent: &dyn Parent) -> Result<()> {
         for m in &self.plan.mounts {
             if m.kind == MountKind::Cgroup {
-                before_cgroup()?;
+                parent.wait()?;
             }
-            self.mount_one(m)?;
+            self.mount_one(m, parent)?;
         }
         Ok(())
     }
 
-    fn mount_one(&self, m: &MountStep) -> Result<()> {
+    fn mount_one(&self, m: &MountStep, parent: &dyn Parent) -> Result<()> {
         let field = format!("mounts[{}].destination", m.index);
         let create = match (&m.kind, &m.source) {
             (MountKind::Bind, Some(src))
@@ -247,6 +257,15 @@ impl Rootfs<'_> {
         };
         let data = (!m.data.is_empty()).then_some(m.data.as_str());
         match m.kind {
+            MountKind::Bind if m.idmap.is_some() => {
+                let detached = parent.idmapped_mount(m.index)?;
+                onggi_sys::mount_api::move_mount_onto(detached.as_fd(), target.as_fd())
+                    .step(|| format!("attach the idmapped {}", shown()))?;
+                if m.needs_bind_remount() {
+                    let top = self.resolve(&m.destination, Create::Nothing, &field)?;
+                    remount_bind(&fd_path(&top), m.flags, &shown)?;
+                }
+            }
             MountKind::Bind => {
                 let src = m.source.as_ref().expect("plan checks bind sources");
                 mount(

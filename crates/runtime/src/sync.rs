@@ -6,6 +6,7 @@
 //!  ────────────────                         ──────────────────────
 //!  clone(CLONE_NEW*) ─────────────────────► starts in the new namespaces
 //!  write uid_map/gid_map, join cgroup
+//!  MountFd(i) + fd ───────────────────────► (one per idmapped mount)
 //!  Go ────────────────────────────────────► (blocks until Go)
 //!                                           hostname, mounts, /dev
 //!  ◄──────────────────────────────────────  CreateRuntimeHooks   (only if there are any)
@@ -53,6 +54,9 @@ pub enum Msg {
     SeccompFd,
     /// parent → init: the agent has the listener; go on.
     SeccompDone,
+    /// parent → init, before `Go`, with a detached idmapped mount attached
+    /// (SCM_RIGHTS): the source of `mounts[index]`.
+    MountFd(u32),
 }
 
 impl Msg {
@@ -79,6 +83,11 @@ impl Msg {
             }
             Msg::SeccompFd => vec![8],
             Msg::SeccompDone => vec![9],
+            Msg::MountFd(i) => {
+                let mut v = vec![10];
+                v.extend_from_slice(&i.to_le_bytes());
+                v
+            }
         }
     }
 
@@ -93,6 +102,7 @@ impl Msg {
             7 => Msg::Error(String::from_utf8_lossy(&b[1..]).into_owned()),
             8 => Msg::SeccompFd,
             9 => Msg::SeccompDone,
+            10 => Msg::MountFd(u32::from_le_bytes(b.get(1..5)?.try_into().ok()?)),
             _ => return None,
         })
     }
@@ -235,11 +245,22 @@ mod tests {
             Msg::Start,
             Msg::InitPid(4242),
             Msg::Error("mount proc: EPERM".into()),
+            Msg::SeccompFd,
+            Msg::SeccompDone,
+            Msg::MountFd(7),
         ];
         for m in &all {
             a.send(m).unwrap();
             assert_eq!(b.recv().unwrap().as_ref(), Some(m));
         }
+        // A descriptor travels with its message.
+        let (r, _w) = nix::unistd::pipe().unwrap();
+        use std::os::fd::AsFd;
+        a.send_with_fd(&Msg::MountFd(3), r.as_fd()).unwrap();
+        let (m, fd) = b.recv_with_fd().unwrap();
+        assert_eq!(m, Some(Msg::MountFd(3)));
+        let got = nix::sys::stat::fstat(fd.unwrap()).unwrap();
+        assert_eq!(got.st_ino, nix::sys::stat::fstat(&r).unwrap().st_ino);
         b.send(&Msg::Error("boom".into())).unwrap();
         assert!(
             matches!(a.expect(Msg::Ready, "Ready"), Err(ChannelError::Remote(s)) if s == "boom")

@@ -16,6 +16,8 @@ use nix::errno::Errno;
 const OPEN_TREE_CLONE: libc::c_uint = 1;
 /// `MOVE_MOUNT_F_EMPTY_PATH`: the source is the descriptor itself.
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x0000_0004;
+/// `MOVE_MOUNT_T_EMPTY_PATH`: the target is the descriptor itself.
+const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x0000_0040;
 /// `MOUNT_ATTR_IDMAP`: map the ids of the mount through `userns_fd`.
 pub const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 
@@ -113,20 +115,20 @@ pub fn set_mount_attr(
     mount_setattr(mnt.as_raw_fd(), c"", flags, &attr)
 }
 
-/// `move_mount(2)` of the detached mount `mnt` onto `target` (an absolute path, or
-/// one relative to the current directory).
-pub fn move_mount_to(mnt: BorrowedFd<'_>, target: &Path) -> Result<(), Errno> {
-    let to = c_path(target)?;
-    // SAFETY: both paths are NUL-terminated strings the kernel only reads during the
-    // call; the descriptor is borrowed for the call.
+/// `move_mount(2)` of the detached mount `mnt` onto the directory or file that
+/// `target` refers to (both by descriptor: `MOVE_MOUNT_F_EMPTY_PATH |
+/// MOVE_MOUNT_T_EMPTY_PATH`).
+pub fn move_mount_onto(mnt: BorrowedFd<'_>, target: BorrowedFd<'_>) -> Result<(), Errno> {
+    // SAFETY: both paths are the empty C string (the descriptors themselves), which
+    // the kernel only reads during the call; the descriptors are borrowed for it.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_move_mount,
             mnt.as_raw_fd(),
             c"".as_ptr(),
-            libc::AT_FDCWD,
-            to.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
         )
     };
     Errno::result(ret).map(drop)
