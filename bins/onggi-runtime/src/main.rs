@@ -29,14 +29,10 @@ use onggi_runtime::{CreateOpts, ExecOpts, Runtime};
 #[derive(Parser, Debug)]
 #[command(name = "onggi-runtime", version = version(), about, verbatim_doc_comment)]
 struct Cli {
-    /// Directory for container state (tmpfs recommended).
-    #[arg(
-        long,
-        global = true,
-        default_value = "/run/onggi-runtime",
-        value_name = "DIR"
-    )]
-    root: PathBuf,
+    /// Directory for container state (tmpfs recommended) [default: /run/onggi-runtime;
+    /// for a user other than root, $XDG_RUNTIME_DIR/onggi-runtime]
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
     /// Also write errors and debug messages to FILE.
     #[arg(long, global = true, value_name = "FILE")]
     log: Option<PathBuf>,
@@ -331,6 +327,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--root`, or the default: root's under /run, a rootless user's under their
+/// runtime directory (as runc does).
+fn state_root(given: Option<&Path>) -> Result<PathBuf> {
+    if let Some(dir) = given {
+        return Ok(dir.to_path_buf());
+    }
+    if nix::unistd::geteuid().is_root() {
+        return Ok(PathBuf::from("/run/onggi-runtime"));
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if !dir.is_empty() => Ok(PathBuf::from(dir).join("onggi-runtime")),
+        _ => bail!("--root: not root and XDG_RUNTIME_DIR is not set: give a state directory this user can write"),
+    }
+}
+
 /// The commands that fork a process into a container first re-execute the runtime
 /// from a read-only copy of its binary (CVE-2019-5736; see `onggi_runtime::exe`).
 fn seal_if_needed(command: &Command) -> Result<()> {
@@ -362,8 +373,13 @@ fn render(e: &anyhow::Error) -> String {
 }
 
 fn dispatch(cli: &Cli, log: &Logger) -> Result<u8> {
+    // Commands without containers need no state directory.
+    let needs_state = !matches!(cli.command, Command::Spec { .. } | Command::Features);
     let rt = Runtime {
-        store: cli.root.clone(),
+        store: match needs_state {
+            true => state_root(cli.root.as_deref())?,
+            false => PathBuf::new(),
+        },
         systemd_cgroup: cli.systemd_cgroup,
     };
     if cli.debug {
@@ -870,7 +886,7 @@ mod tests {
             "/r",
         ])
         .unwrap();
-        assert_eq!(cli.root, PathBuf::from("/r"));
+        assert_eq!(cli.root, Some(PathBuf::from("/r")));
         assert!(
             matches!(cli.command, Command::Create(ref a) if a.id == "c1" && a.bundle == Path::new("/b"))
         );

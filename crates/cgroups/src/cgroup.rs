@@ -127,6 +127,25 @@ impl Cgroup {
         self.version
     }
 
+    /// Whether this process may make the cgroup: the directory in each hierarchy it
+    /// needs (v1 controllers; v2's one; hybrid's unified one is optional anyway), or
+    /// its nearest existing ancestor, is writable. Root's always are; an
+    /// unprivileged user's only where a cgroup is delegated to it. `Err` names the
+    /// first directory that refuses.
+    pub fn writable(&self) -> std::result::Result<(), PathBuf> {
+        let mut dirs: Vec<&Path> = self.v1.iter().map(|d| d.path.as_path()).collect();
+        if self.version == Version::V2 {
+            dirs.extend(self.unified.as_ref().map(|u| u.path.as_path()));
+        }
+        for dir in dirs {
+            let existing = dir.ancestors().find(|a| a.exists()).unwrap_or(dir);
+            if nix::unistd::access(existing, nix::unistd::AccessFlags::W_OK).is_err() {
+                return Err(existing.to_path_buf());
+            }
+        }
+        Ok(())
+    }
+
     /// `mkdir -p` in every hierarchy, remembering which parents were made (see
     /// [`Cgroup::owned_parents`]).
     ///

@@ -90,7 +90,7 @@ struct Launched {
     record: Record,
     channel: Channel,
     pid: Pid,
-    cgroup: Cgroup,
+    cgroup: Option<Cgroup>,
     /// Where the init sends the pty master when `run` relays the terminal itself.
     console_rx: Option<UnixStream>,
 }
@@ -151,6 +151,58 @@ fn write_pid_file(path: &Path, pid: Pid) -> Result<()> {
     let tmp = path.with_extension("onggi-tmp");
     fs::write(&tmp, pid.to_string()).step(|| format!("write pid file {}", tmp.display()))?;
     fs::rename(&tmp, path).step(|| format!("rename pid file to {}", path.display()))
+}
+
+/// The host PIDs of every process in the PID namespace of `pid`, in order.
+fn pids_in_namespace_of(pid: i32) -> Result<Vec<i32>> {
+    use std::os::unix::fs::MetadataExt;
+    let ns = |p: &str| fs::metadata(format!("/proc/{p}/ns/pid")).map(|m| (m.dev(), m.ino()));
+    let theirs = ns(&pid.to_string()).step(|| format!("stat /proc/{pid}/ns/pid"))?;
+    let mut pids: Vec<i32> = fs::read_dir("/proc")
+        .step(|| "read /proc")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|p: &i32| ns(&p.to_string()).is_ok_and(|n| n == theirs))
+        .collect();
+    pids.sort_unstable();
+    Ok(pids)
+}
+
+/// The cgroup, or none for a rootless caller without a delegated cgroup (as runc):
+/// then limits other than device rules (which the user namespace enforces anyway:
+/// no mknod, the host's devices bound in) cannot be had, and are refused.
+fn usable_cgroup(
+    cgroup: Cgroup,
+    r: Option<&oci_spec::runtime::LinuxResources>,
+) -> Result<Option<Cgroup>> {
+    let dir = match cgroup.writable() {
+        Ok(()) => return Ok(Some(cgroup)),
+        // Root: let create say what is wrong.
+        Err(_) if nix::unistd::geteuid().is_root() => return Ok(Some(cgroup)),
+        Err(dir) => dir,
+    };
+    let limits = r.is_some_and(|r| {
+        r.memory().is_some()
+            || r.cpu().is_some()
+            || r.pids().is_some()
+            || r.block_io().is_some()
+            || r.hugepage_limits().as_ref().is_some_and(|v| !v.is_empty())
+            || r.network().is_some()
+            || r.rdma().as_ref().is_some_and(|v| !v.is_empty())
+            || r.unified().as_ref().is_some_and(|v| !v.is_empty())
+    });
+    if limits {
+        return Err(invalid(
+            "linux.resources",
+            format!(
+                "limits need a cgroup, and no cgroup is delegated to uid {} ({} is not \
+                 writable): remove the limits, or run in a delegated cgroup (cgroup v2, e.g. \
+                 systemd-run --user --scope -p Delegate=yes)",
+                nix::unistd::geteuid(),
+                dir.display()
+            ),
+        ));
+    }
+    Ok(None)
 }
 
 /// The container's cgroup as the init needs it for `type: cgroup` mounts.
@@ -247,18 +299,21 @@ impl Runtime {
         // Only resolved here; the directories are made after the clone, while the
         // init does its first mounts (see `bootstrap`).
         let cgroup = Cgroup::new(&hier, &plan.cgroups_path, &own_cgroup(&plan.cgroups_path))?;
+        let cgroup = usable_cgroup(cgroup, plan.resources.as_ref())?;
         // Bad limits are refused before anything is cloned.
-        if let Some(r) = &plan.resources {
-            cgroup.check(r)?;
+        if let (Some(cg), Some(r)) = (&cgroup, &plan.resources) {
+            cg.check(r)?;
         }
-        let cg_view = if plan
-            .mounts
-            .iter()
-            .any(|m| m.kind == plan::MountKind::Cgroup)
-        {
-            cgroup_mounts(&hier, &cgroup)
-        } else {
-            CgroupMounts::default()
+        let cg_view = match &cgroup {
+            Some(cg)
+                if plan
+                    .mounts
+                    .iter()
+                    .any(|m| m.kind == plan::MountKind::Cgroup) =>
+            {
+                cgroup_mounts(&hier, cg)
+            }
+            _ => CgroupMounts::default(),
         };
 
         let start = if run_mode {
@@ -297,7 +352,8 @@ impl Runtime {
             seccomp.as_ref(),
         )?;
         undo.pid = Some(pid);
-        let cgroup = undo.cgroup.insert(cgroup);
+        undo.cgroup = cgroup;
+        let cgroup = undo.cgroup.as_ref();
         self.bootstrap(&plan, &parent, pid, cgroup, &o.id, &bundle)?;
 
         let record = Record {
@@ -311,13 +367,19 @@ impl Runtime {
             created: state::rfc3339_now(),
             owner: owner(),
             annotations: plan.annotations.clone(),
-            cgroups_path: plan.cgroups_path.clone(),
+            // Empty: no cgroup (rootless, not delegated).
+            cgroups_path: match cgroup {
+                Some(_) => plan.cgroups_path.clone(),
+                None => String::new(),
+            },
             // The default parent (/onggi) is shared by every container that uses it:
             // whoever deletes the last one removes it, whoever made it.
-            cgroup_owned_parents: if plan.cgroups_path == plan::default_cgroups_path(&o.id) {
-                cgroup.owned_parents().max(1)
-            } else {
-                cgroup.owned_parents()
+            cgroup_owned_parents: match cgroup {
+                Some(cg) if plan.cgroups_path == plan::default_cgroups_path(&o.id) => {
+                    cg.owned_parents().max(1)
+                }
+                Some(cg) => cg.owned_parents(),
+                None => 0,
             },
             own_pid_namespace: plan.new_namespaces.contains(CloneFlags::CLONE_NEWPID),
             process: plan.raw_process.clone(),
@@ -333,7 +395,7 @@ impl Runtime {
         }
         undo.pid = None;
         undo.locked = None;
-        let cgroup = undo.cgroup.take().expect("set above");
+        let cgroup = undo.cgroup.take();
         drop(undo);
         Ok(Launched {
             locked,
@@ -351,7 +413,7 @@ impl Runtime {
         plan: &Plan,
         ch: &Channel,
         pid: Pid,
-        cgroup: &Cgroup,
+        cgroup: Option<&Cgroup>,
         id: &str,
         bundle: &Path,
     ) -> Result<()> {
@@ -360,11 +422,13 @@ impl Runtime {
             idmap::write_maps(pid, &plan.uid_mappings, &plan.gid_mappings)?;
         }
         idmap::send_mounts(plan, pid, ch)?;
-        cgroup.create()?;
-        if let Some(r) = &plan.resources {
-            apply_resources(cgroup, r, false)?;
+        if let Some(cgroup) = cgroup {
+            cgroup.create()?;
+            if let Some(r) = &plan.resources {
+                apply_resources(cgroup, r, false)?;
+            }
+            cgroup.add_pid(pid.as_raw())?;
         }
-        cgroup.add_pid(pid.as_raw())?;
         ch.send(&Msg::Go).step(|| "send Go to the init")?;
         let creating = || {
             Record::oci_state_of(
@@ -497,7 +561,7 @@ impl Runtime {
         // The container has exited: delete it, as runc does after a foreground run
         // (unless someone already did).
         match self.store().lock(&o.id, true) {
-            Ok(locked) => self.remove_container(&locked, &record, Some(&cgroup))?,
+            Ok(locked) => self.remove_container(&locked, &record, cgroup.as_ref())?,
             Err(Error::NotFound(_)) => {}
             Err(e) => return Err(e),
         }
@@ -513,6 +577,9 @@ impl Runtime {
     }
 
     fn cgroup_of(&self, rec: &Record) -> Option<Cgroup> {
+        if rec.cgroups_path.is_empty() {
+            return None;
+        }
         let h = Hierarchies::host().ok()?;
         let cg = Cgroup::new(&h, &rec.cgroups_path, &own_cgroup(&rec.cgroups_path)).ok()?;
         cg.set_owned_parents(rec.cgroup_owned_parents);
@@ -600,6 +667,10 @@ impl Runtime {
         let rec = locked.load()?;
         match self.cgroup_of(&rec) {
             Some(cg) => Ok(cg.pids()?),
+            // No cgroup (rootless): the processes in the init's PID namespace.
+            None if rec.own_pid_namespace && self.status_of(&locked, &rec) != Status::Stopped => {
+                pids_in_namespace_of(rec.pid)
+            }
             None => Ok(Vec::new()),
         }
     }
@@ -754,6 +825,21 @@ impl Runtime {
         if !o.detach {
             block_signals()?;
         }
+        // Rootless, our only privilege over the container's namespaces is in its user
+        // namespace (ours, we made it): join it first, for good, since no process can
+        // go back to an ancestor user namespace; nor then to our own PID namespace. A
+        // long-lived rootless caller should exec from a child process.
+        let rootless_join = !nix::unistd::geteuid().is_root()
+            && namespaces
+                .iter()
+                .any(|(f, _)| *f == CloneFlags::CLONE_NEWUSER);
+        if let Some((_, fd)) = namespaces
+            .iter()
+            .find(|(f, _)| rootless_join && *f == CloneFlags::CLONE_NEWUSER)
+        {
+            setns(fd, CloneFlags::CLONE_NEWUSER)
+                .step(|| "join the container's user namespace (rootless)")?;
+        }
         // Join the PID (and time) namespace here: it only applies to our children.
         // Ours are kept to come back to right after the fork, so that a long-lived
         // caller (the engine) does not fork its later children into the container.
@@ -761,6 +847,11 @@ impl Runtime {
         for (flag, fd) in &namespaces {
             if *flag == CloneFlags::CLONE_NEWPID || *flag == init::CLONE_NEWTIME {
                 let ours = format!("/proc/self/ns/{}", ns_name(*flag));
+                if rootless_join {
+                    setns(fd, *flag)
+                        .step(|| format!("join the container's {} namespace", ns_name(*flag)))?;
+                    continue;
+                }
                 restore.push((
                     *flag,
                     open(
@@ -786,6 +877,7 @@ impl Runtime {
                 drop(parent);
                 let r = exec_child(
                     &namespaces,
+                    rootless_join,
                     &process,
                     console.as_ref(),
                     &child,
@@ -1072,6 +1164,7 @@ fn container_namespaces(pid: Pid) -> Result<Vec<(CloneFlags, OwnedFd)>> {
 
 fn exec_child(
     ns: &[(CloneFlags, OwnedFd)],
+    user_joined: bool,
     p: &ProcessPlan,
     console: Option<&UnixStream>,
     ch: &Channel,
@@ -1081,7 +1174,10 @@ fn exec_child(
     ch.expect(Msg::Go, "Go")
         .map_err(|e| Error::Init(e.to_string()))?;
     for (flag, fd) in ns {
-        if *flag == CloneFlags::CLONE_NEWPID || *flag == init::CLONE_NEWTIME {
+        if *flag == CloneFlags::CLONE_NEWPID
+            || *flag == init::CLONE_NEWTIME
+            || (user_joined && *flag == CloneFlags::CLONE_NEWUSER)
+        {
             continue;
         }
         setns(fd.as_fd(), *flag)

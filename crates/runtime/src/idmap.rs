@@ -20,7 +20,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::LinuxIdMapping;
 use onggi_sys::{clone_fork, Forked};
 
-use crate::error::{Context, Result};
+use crate::error::{Context, Error, Result};
 use crate::plan::Plan;
 use crate::sync::{Channel, Msg};
 
@@ -102,11 +102,56 @@ fn user_namespace(what: &str, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) 
     r
 }
 
-/// Write `/proc/PID/uid_map` and `gid_map`.
+/// Write `/proc/PID/uid_map` and `gid_map`. Root writes any mapping. An
+/// unprivileged caller (rootless) may map only its own uid and gid, each once, and
+/// its gid only after denying setgroups(2) in the namespace (user_namespaces(7));
+/// any other mapping goes through the setuid helpers `newuidmap`/`newgidmap`
+/// (shadow's uidmap package), which allow the ranges /etc/subuid and /etc/subgid
+/// give the caller.
 pub fn write_maps(pid: Pid, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<()> {
     let dir = PathBuf::from(format!("/proc/{pid}"));
-    write_map(&dir.join("uid_map"), uids, "linux.uidMappings")?;
-    write_map(&dir.join("gid_map"), gids, "linux.gidMappings")
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        write_map(&dir.join("uid_map"), uids, "linux.uidMappings")?;
+        return write_map(&dir.join("gid_map"), gids, "linux.gidMappings");
+    }
+    let only = |maps: &[LinuxIdMapping], id: u32| matches!(maps, [m] if m.host_id() == id && m.size() == 1);
+    if only(uids, uid.as_raw()) {
+        write_map(&dir.join("uid_map"), uids, "linux.uidMappings")?;
+    } else {
+        helper("newuidmap", pid, uids, "linux.uidMappings")?;
+    }
+    if only(gids, nix::unistd::getegid().as_raw()) {
+        let setgroups = dir.join("setgroups");
+        std::fs::write(&setgroups, "deny")
+            .step(|| format!("write deny to {}", setgroups.display()))?;
+        write_map(&dir.join("gid_map"), gids, "linux.gidMappings")
+    } else {
+        helper("newgidmap", pid, gids, "linux.gidMappings")
+    }
+}
+
+/// Run `newuidmap`/`newgidmap PID ID HOSTID SIZE...`.
+fn helper(program: &str, pid: Pid, maps: &[LinuxIdMapping], field: &str) -> Result<()> {
+    let mut cmd = std::process::Command::new(program);
+    cmd.arg(pid.to_string());
+    for m in maps {
+        cmd.args([m.container_id(), m.host_id(), m.size()].map(|n| n.to_string()));
+    }
+    let out = cmd.output().map_err(|e| {
+        Error::Unsupported(format!(
+            "{field}: a rootless caller can map only its own id without {program} \
+             (install the uidmap package): {e}"
+        ))
+    })?;
+    if !out.status.success() {
+        return Err(Error::Unsupported(format!(
+            "{field}: {program} refused the mapping (are the ranges in /etc/subuid and \
+             /etc/subgid for this user?): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
 }
 
 fn write_map(path: &Path, maps: &[LinuxIdMapping], field: &str) -> Result<()> {
