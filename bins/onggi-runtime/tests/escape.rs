@@ -757,6 +757,24 @@ fn cwd_through_proc_self_fd_stays_in_the_container() {
         };
         failures.extend(cwd_outcome(&format!("{what} 1, a host directory as fd 3"), &out).err());
     }
+    // A cwd below the leaked directory is made inside the root, if anywhere: never
+    // on the host (runc's in-root mkdir).
+    let below = fx.id("below");
+    let b = with_cwd("/proc/self/fd/3/made-by-container");
+    let o = host_sh(&format!(
+        "exec 3<{host_dir}; exec {BIN} --root {root} run --preserve-fds 1 --bundle {b} {below}",
+        b = fx.bundle_for(&below, &b)
+    ));
+    let out = Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into(),
+        stderr: String::from_utf8_lossy(&o.stderr).into(),
+        stdout_file: PathBuf::new(),
+    };
+    failures.extend(cwd_outcome("a new directory below a host directory as fd 3", &out).err());
+    if fx.dir.path().join("made-by-container").exists() {
+        failures.push("the runtime made process.cwd in the host directory".into());
+    }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

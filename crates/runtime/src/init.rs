@@ -153,9 +153,7 @@ fn run(a: &InitArgs<'_>) -> Result<Infallible> {
         rootfs::readonly_root()?;
     }
     prepare_process(process)?;
-    if let Err(e) = std::fs::create_dir_all(&process.cwd) {
-        return Err(e).step(|| format!("create process.cwd {}", process.cwd.display()));
-    }
+    rootfs::create_cwd(&process.cwd)?;
     let program = find_program(&process.args[0], &process.env)?;
 
     let seccomp = hand_listener_to_parent(&a.channel, a.seccomp)?;

@@ -599,6 +599,21 @@ impl Rootfs<'_> {
     }
 }
 
+/// Make `process.cwd` inside the root (after the pivot), resolving it the way mount
+/// destinations are: a symlink, even a magic one like `/proc/self/fd/N`, is followed
+/// as text from the root, so no directory is ever made outside it (runc's in-root
+/// mkdir). Whether the cwd itself leads out is checked after the chdir.
+pub fn create_cwd(cwd: &Path) -> Result<()> {
+    let root = open("/", o_path() | OFlag::O_DIRECTORY, Mode::empty())
+        .step(|| "open the container's root")?;
+    resolve(&root, cwd, Create::Dir)
+        .map(drop)
+        .map_err(|e| Error::InvalidConfig {
+            field: "process.cwd".into(),
+            reason: format!("create {}: {e}", cwd.display()),
+        })
+}
+
 /// Remount a bind mount with `flags`, keeping the flags the kernel locks in a user
 /// namespace (nosuid, nodev, noexec, atime) from the mount as it is.
 fn remount_bind(path: &str, flags: MsFlags, shown: &dyn Fn() -> String) -> Result<()> {
