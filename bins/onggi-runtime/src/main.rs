@@ -96,7 +96,11 @@ struct CreateArgs {
     preserve_fds: i32,
 }
 
+/// `defer`: a subcommand's arguments are built only when it is the one used (or
+/// help is asked for): building all of them at every start was most of the
+/// binary's start-up (heap and stack page faults).
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 enum Command {
     /// Create a container: set it up and leave its process waiting for `start`.
     Create(CreateArgs),
@@ -313,6 +317,18 @@ struct ExecArgs {
 }
 
 fn main() -> ExitCode {
+    // Sealing re-executes the binary: done before clap, whose start-up (building the
+    // whole command tree) is most of this binary's, the re-execution costs one
+    // parse, not two. `seal_if_needed` below stays the rule; this is the fast path.
+    if matches!(
+        subcommand_word(std::env::args_os()).as_deref(),
+        Some("create" | "run" | "exec")
+    ) {
+        if let Err(e) = onggi_runtime::exe::ensure_sealed() {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    }
     let cli = Cli::parse();
     let log = Logger::new(cli.log.clone(), cli.log_format);
     let result = seal_if_needed(&cli.command).and_then(|()| dispatch(&cli, &log));
@@ -340,6 +356,31 @@ fn state_root(given: Option<&Path>) -> Result<PathBuf> {
         Some(dir) if !dir.is_empty() => Ok(PathBuf::from(dir).join("onggi-runtime")),
         _ => bail!("--root: not root and XDG_RUNTIME_DIR is not set: give a state directory this user can write"),
     }
+}
+
+/// The subcommand on a command line, found without clap: the first word that is
+/// neither an option nor the value of a global option that takes one.
+fn subcommand_word(args: impl Iterator<Item = std::ffi::OsString>) -> Option<String> {
+    let mut args = args.skip(1).peekable();
+    while let Some(arg) = args.next() {
+        let word = arg.into_string().ok()?;
+        match word.strip_prefix("--") {
+            Some("") => return None,
+            Some("root" | "log" | "log-format" | "criu") => {
+                args.next();
+            }
+            Some("rootless") => {
+                let value = args.peek().and_then(|v| v.to_str());
+                if matches!(value, Some("true" | "false" | "auto" | "1" | "0")) {
+                    args.next();
+                }
+            }
+            Some(_) => {}
+            None if word.starts_with('-') => {}
+            None => return Some(word),
+        }
+    }
+    None
 }
 
 /// The commands that fork a process into a container first re-execute the runtime
@@ -866,6 +907,28 @@ impl Logger {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn subcommand_word_skips_global_options_and_their_values() {
+        let words =
+            |line: &str| subcommand_word(line.split_whitespace().map(std::ffi::OsString::from));
+        assert_eq!(words("rt run -b x c").as_deref(), Some("run"));
+        assert_eq!(
+            words("rt --root /r --log l --log-format json exec c true").as_deref(),
+            Some("exec")
+        );
+        assert_eq!(
+            words("rt --root=/r --debug create c").as_deref(),
+            Some("create")
+        );
+        assert_eq!(words("rt --rootless true run c").as_deref(), Some("run"));
+        assert_eq!(words("rt --rootless run c").as_deref(), Some("run"));
+        assert_eq!(
+            words("rt --systemd-cgroup state c").as_deref(),
+            Some("state")
+        );
+        assert_eq!(words("rt --version"), None);
+    }
+
     use super::*;
     use clap::CommandFactory;
 
