@@ -665,7 +665,9 @@ fn backoff(tries: u32) -> Duration {
 }
 
 /// Write `line` (`+cpu +memory`) to `cgroup.subtree_control` of every directory from
-/// the hierarchy's mount point down to the leaf's parent.
+/// the hierarchy's mount point down to the leaf's parent, skipping the directories
+/// that have them all enabled already: above a cgroup delegated to an unprivileged
+/// user, they are the ones it cannot write.
 fn enable_in_parents(u: &UnifiedDir, line: &str) -> Result<()> {
     let Ok(rel) = u.path.strip_prefix(&u.mount) else {
         return Ok(());
@@ -673,7 +675,15 @@ fn enable_in_parents(u: &UnifiedDir, line: &str) -> Result<()> {
     let mut dir = u.mount.clone();
     let mut comps = rel.components().peekable();
     while let Some(c) = comps.next() {
-        fs::write(dir.join("cgroup.subtree_control"), line)?;
+        let file = dir.join("cgroup.subtree_control");
+        let enabled = fs::read_raw(&file).unwrap_or_default();
+        let wanted = line.split_whitespace().map(|w| w.trim_start_matches('+'));
+        if !wanted
+            .clone()
+            .all(|w| enabled.split_whitespace().any(|e| e == w))
+        {
+            fs::write(file, line)?;
+        }
         if comps.peek().is_none() {
             break;
         }
