@@ -174,11 +174,12 @@ fn usable_cgroup(
     cgroup: Cgroup,
     r: Option<&oci_spec::runtime::LinuxResources>,
 ) -> Result<Option<Cgroup>> {
-    let dir = match cgroup.writable() {
-        Ok(()) => return Ok(Some(cgroup)),
-        // Root: let create say what is wrong.
-        Err(_) if nix::unistd::geteuid().is_root() => return Ok(Some(cgroup)),
-        Err(dir) => dir,
+    // Root's cgroups are always ours to make (create says what is wrong if not).
+    if nix::unistd::geteuid().is_root() {
+        return Ok(Some(cgroup));
+    }
+    let Err(dir) = cgroup.writable() else {
+        return Ok(Some(cgroup));
     };
     let limits = r.is_some_and(|r| {
         r.memory().is_some()
@@ -829,17 +830,15 @@ impl Runtime {
         // namespace (ours, we made it): join it first, for good, since no process can
         // go back to an ancestor user namespace; nor then to our own PID namespace. A
         // long-lived rootless caller should exec from a child process.
-        let rootless_join = !nix::unistd::geteuid().is_root()
-            && namespaces
-                .iter()
-                .any(|(f, _)| *f == CloneFlags::CLONE_NEWUSER);
-        if let Some((_, fd)) = namespaces
+        let their_userns = namespaces
             .iter()
-            .find(|(f, _)| rootless_join && *f == CloneFlags::CLONE_NEWUSER)
-        {
+            .find(|(f, _)| *f == CloneFlags::CLONE_NEWUSER)
+            .filter(|_| !nix::unistd::geteuid().is_root());
+        if let Some((_, fd)) = their_userns {
             setns(fd, CloneFlags::CLONE_NEWUSER)
                 .step(|| "join the container's user namespace (rootless)")?;
         }
+        let rootless_join = their_userns.is_some();
         // Join the PID (and time) namespace here: it only applies to our children.
         // Ours are kept to come back to right after the fork, so that a long-lived
         // caller (the engine) does not fork its later children into the container.

@@ -88,15 +88,18 @@ fn user_namespace(what: &str, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) 
         Forked::Parent(pid) => pid,
     };
     drop(wait);
-    let r = write_maps(child, uids, gids).and_then(|()| {
-        let path = format!("/proc/{child}/ns/user");
-        open(
-            path.as_str(),
-            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .step(|| format!("{what}: open {path}"))
-    });
+    let dir = PathBuf::from(format!("/proc/{child}"));
+    let r = write_map(&dir.join("uid_map"), uids, &format!("{what} uidMappings"))
+        .and_then(|()| write_map(&dir.join("gid_map"), gids, &format!("{what} gidMappings")))
+        .and_then(|()| {
+            let path = format!("/proc/{child}/ns/user");
+            open(
+                path.as_str(),
+                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .step(|| format!("{what}: open {path}"))
+        });
     let _ = kill(child, Signal::SIGKILL);
     let _ = waitpid(child, None);
     r
