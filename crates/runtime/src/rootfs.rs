@@ -257,25 +257,22 @@ impl Rootfs<'_> {
         };
         let data = (!m.data.is_empty()).then_some(m.data.as_str());
         match m.kind {
-            MountKind::Bind if m.idmap.is_some() => {
-                let detached = parent.idmapped_mount(m.index)?;
-                onggi_sys::mount_api::move_mount_onto(detached.as_fd(), target.as_fd())
-                    .step(|| format!("attach the idmapped {}", shown()))?;
-                if m.needs_bind_remount() {
-                    let top = self.resolve(&m.destination, Create::Nothing, &field)?;
-                    remount_bind(&fd_path(&top), m.flags, &shown)?;
-                }
-            }
             MountKind::Bind => {
                 let src = m.source.as_ref().expect("plan checks bind sources");
-                mount(
-                    Some(src),
-                    tpath.as_str(),
-                    None::<&str>,
-                    m.flags & (MsFlags::MS_BIND | MsFlags::MS_REC),
-                    None::<&str>,
-                )
-                .step(|| format!("mount {} ({})", shown(), src.display()))?;
+                if m.idmap.is_some() {
+                    let detached = parent.idmapped_mount(m.index)?;
+                    onggi_sys::mount_api::move_mount_onto(detached.as_fd(), target.as_fd())
+                        .step(|| format!("attach the idmapped {} ({})", shown(), src.display()))?;
+                } else {
+                    mount(
+                        Some(src),
+                        tpath.as_str(),
+                        None::<&str>,
+                        m.flags & (MsFlags::MS_BIND | MsFlags::MS_REC),
+                        None::<&str>,
+                    )
+                    .step(|| format!("mount {} ({})", shown(), src.display()))?;
+                }
                 if m.needs_bind_remount() {
                     // The old descriptor names the directory under the new mount
                     // (magic links do not cross mounts): resolve again for the top.
