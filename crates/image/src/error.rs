@@ -1,0 +1,96 @@
+//! The image store's error type: every variant names the step and the object.
+
+/// Everything that can go wrong in the image store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Not `sha256:<64 hex digits>`.
+    #[error("invalid digest {0:?}: expected sha256:<64 lowercase hex digits>")]
+    BadDigest(String),
+    /// An image reference that does not parse.
+    #[error("invalid reference {reference:?}: {reason}")]
+    BadReference {
+        /// What was given.
+        reference: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// Content whose digest is not the one it was announced with.
+    #[error("{what}: digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// The blob or layer.
+        what: String,
+        /// The digest it should have.
+        expected: String,
+        /// The digest it has.
+        actual: String,
+    },
+    /// A layer entry that would land outside the layer, or that cannot be unpacked.
+    #[error("{layer}: entry {path:?}: {reason}")]
+    UnsafeEntry {
+        /// The layer (its digest or file).
+        layer: String,
+        /// The entry's path in the tar.
+        path: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A file that is not what it should be (not a tar, a manifest that does not parse).
+    #[error("{file}: {reason}")]
+    Format {
+        /// The file, or what it is.
+        file: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No image by that name or id.
+    #[error("no such image: {0}")]
+    NotFound(String),
+    /// A short id that matches more than one image.
+    #[error("image id prefix {0:?} is ambiguous")]
+    Ambiguous(String),
+    /// A file operation failed.
+    #[error("{step}: {source}")]
+    Io {
+        /// The step, with its object.
+        step: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A system call failed.
+    #[error("{step}: {source}")]
+    Sys {
+        /// The step, with its object.
+        step: String,
+        /// The errno.
+        #[source]
+        source: nix::errno::Errno,
+    },
+}
+
+/// Shorthand for results in this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Attach a step description to an `io::Error` or `Errno` result.
+pub(crate) trait Context<T> {
+    /// Map the error into [`Error::Io`] or [`Error::Sys`], naming `step`.
+    fn step<S: Into<String>>(self, step: impl FnOnce() -> S) -> Result<T>;
+}
+
+impl<T> Context<T> for std::result::Result<T, std::io::Error> {
+    fn step<S: Into<String>>(self, step: impl FnOnce() -> S) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            step: step().into(),
+            source,
+        })
+    }
+}
+
+impl<T> Context<T> for std::result::Result<T, nix::errno::Errno> {
+    fn step<S: Into<String>>(self, step: impl FnOnce() -> S) -> Result<T> {
+        self.map_err(|source| Error::Sys {
+            step: step().into(),
+            source,
+        })
+    }
+}
