@@ -3,16 +3,19 @@
 //! overlayfs form, and container root filesystems made from them by an overlay
 //! mount.
 //!
-//! Layers, top to bottom: [`import`] (tarballs in) → [`store`] (blobs, layers,
-//! index) → [`layer`] (tar → directory) → [`digest`], [`reference`].
+//! Layers, top to bottom: [`import`] (tarballs in), [`rootfs`] and [`bundle`]
+//! (images out, as a container's root filesystem and config.json) → [`store`]
+//! (blobs, layers, index) → [`layer`] (tar → directory) → [`digest`], [`reference`].
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod bundle;
 pub mod digest;
 pub mod error;
 pub mod import;
 pub mod layer;
 pub mod reference;
+pub mod rootfs;
 pub mod store;
 
 pub use digest::Digest;

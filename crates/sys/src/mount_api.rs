@@ -134,6 +134,94 @@ pub fn move_mount_onto(mnt: BorrowedFd<'_>, target: BorrowedFd<'_>) -> Result<()
     Errno::result(ret).map(drop)
 }
 
+/// `fsopen(2)`: a filesystem context for `fstype` (close-on-exec), to be configured
+/// with [`fsconfig_string`] and made with [`fsconfig_create`] and [`fsmount`].
+pub fn fsopen(fstype: &str) -> Result<OwnedFd, Errno> {
+    let name = CString::new(fstype).map_err(|_| Errno::EINVAL)?;
+    const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    // SAFETY: the name is a NUL-terminated string the kernel only reads during the
+    // call; on success the returned descriptor is new and owned by no one else.
+    let ret = unsafe { libc::syscall(libc::SYS_fsopen, name.as_ptr(), FSOPEN_CLOEXEC) };
+    let fd = Errno::result(ret)?;
+    // SAFETY: `fd` was just returned by the kernel and is owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
+/// `fsconfig(fd, FSCONFIG_SET_STRING, key, value, 0)`: one mount option.
+pub fn fsconfig_string(fs: BorrowedFd<'_>, key: &str, value: &str) -> Result<(), Errno> {
+    const FSCONFIG_SET_STRING: libc::c_uint = 1;
+    let k = CString::new(key).map_err(|_| Errno::EINVAL)?;
+    let v = CString::new(value).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: key and value are NUL-terminated strings the kernel only reads during
+    // the call; the descriptor is borrowed for the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_SET_STRING,
+            k.as_ptr(),
+            v.as_ptr(),
+            0,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// `fsconfig(fd, FSCONFIG_CMD_CREATE, NULL, NULL, 0)`: make the superblock.
+pub fn fsconfig_create(fs: BorrowedFd<'_>) -> Result<(), Errno> {
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    // SAFETY: no pointers are passed (NULL key and value, as the command requires);
+    // the descriptor is borrowed for the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// `fsmount(fd, FSMOUNT_CLOEXEC, attrs)`: a detached mount of the created
+/// filesystem, with `MOUNT_ATTR_*` bits.
+pub fn fsmount(fs: BorrowedFd<'_>, attrs: u64) -> Result<OwnedFd, Errno> {
+    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    // SAFETY: only integers are passed; the descriptor is borrowed for the call; on
+    // success the returned descriptor is new and owned by no one else.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            fs.as_raw_fd(),
+            FSMOUNT_CLOEXEC,
+            attrs as libc::c_uint,
+        )
+    };
+    let fd = Errno::result(ret)?;
+    // SAFETY: `fd` was just returned by the kernel and is owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
+/// `move_mount(2)` of the detached mount `mnt` onto the path `target`.
+pub fn move_mount_to(mnt: BorrowedFd<'_>, target: &Path) -> Result<(), Errno> {
+    let to = c_path(target)?;
+    // SAFETY: both paths are NUL-terminated strings the kernel only reads during the
+    // call; the descriptor is borrowed for the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mnt.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
 /// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)`: replace this process with the
 /// program `fd` refers to. Returns only on failure.
 pub fn execveat_fd(fd: BorrowedFd<'_>, argv: &[CString], envp: &[CString]) -> Errno {
