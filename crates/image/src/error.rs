@@ -45,6 +45,17 @@ pub enum Error {
     /// No image by that name or id.
     #[error("no such image: {0}")]
     NotFound(String),
+    /// An image a container uses.
+    #[error("unable to remove {image}: it is used by container(s) {}; stop and remove them, or force", holders.join(", "))]
+    InUse {
+        /// The image as named.
+        image: String,
+        /// The containers using it.
+        holders: Vec<String>,
+    },
+    /// A request that needs force, or that contradicts the store's state.
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// A short id that matches more than one image.
     #[error("image id prefix {0:?} is ambiguous")]
     Ambiguous(String),

@@ -27,6 +27,7 @@ pub fn import(
     what: &str,
     name: Option<&Reference>,
 ) -> Result<Image> {
+    let _adding = store.adding()?;
     let (blob, size) = store.put_blob(r, None, what)?;
     let head = {
         let mut f = std::fs::File::open(store.blob_path(&blob)).map_err(|e| crate::Error::Io {

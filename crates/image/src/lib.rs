@@ -12,6 +12,7 @@
 pub mod bundle;
 pub mod digest;
 pub mod error;
+pub mod gc;
 pub mod import;
 pub mod layer;
 pub mod reference;

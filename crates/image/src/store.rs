@@ -302,6 +302,12 @@ impl Store {
     /// the image from the index too (its blobs and layers go at prune). Returns the
     /// names removed and the id of the image removed, if it was.
     pub fn remove(&self, what: &str) -> Result<(Vec<String>, Option<Digest>)> {
+        self.remove_names(what, false)
+    }
+
+    /// [`Store::remove`]; with `keep`, the image stays in the index even without a
+    /// name (dangling, `<none>`), as for an image a container still uses.
+    pub fn remove_names(&self, what: &str, keep: bool) -> Result<(Vec<String>, Option<Digest>)> {
         self.with_index(true, |ix| {
             let id = find(ix, what)?.id.clone();
             let by_name = what
@@ -328,7 +334,7 @@ impl Store {
                 }
             };
             let still_named = ix.names.values().any(|i| *i == id);
-            let removed = (!still_named).then(|| {
+            let removed = (!still_named && !keep).then(|| {
                 ix.images.remove(id.hex());
                 id
             });
