@@ -395,22 +395,9 @@ fn seal_if_needed(command: &Command) -> Result<()> {
     Ok(())
 }
 
-/// The error and its causes on one line, each cause once: the library's errors
-/// already end with their source's text, so a cause that the message so far ends
-/// with is not repeated.
+/// The error and its causes on one line (see `onggi_runtime::error::one_line`).
 fn render(e: &anyhow::Error) -> String {
-    let mut msg = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if msg.ends_with(&text) {
-            continue;
-        }
-        if !msg.is_empty() {
-            msg.push_str(": ");
-        }
-        msg.push_str(&text);
-    }
-    msg
+    onggi_runtime::error::one_line(e.as_ref())
 }
 
 fn dispatch(cli: &Cli, log: &Logger) -> Result<u8> {

@@ -28,18 +28,20 @@ pub fn import(
     name: Option<&Reference>,
 ) -> Result<Image> {
     let _adding = store.adding()?;
-    let (blob, size) = store.put_blob(r, None, what)?;
+    // Unpacked from the ingested file first: a tarball that is not one leaves
+    // nothing in the store.
+    let ingested = store.ingest(r, what)?;
     let head = {
-        let mut f = std::fs::File::open(store.blob_path(&blob)).map_err(|e| crate::Error::Io {
-            step: format!("open {what}"),
-            source: e,
-        })?;
         let mut b = [0u8; 4];
-        let n = f.read(&mut b).unwrap_or(0);
+        let n = std::fs::File::open(ingested.path())
+            .and_then(|mut f| f.read(&mut b))
+            .unwrap_or(0);
         b[..n].to_vec()
     };
     let media_type = Compression::detect(&head).media_type().to_owned();
-    let (diff_id, unpacked) = store.unpack_blob(&blob, None, what)?;
+    let (diff_id, unpacked) = store.unpack_file(ingested.path(), None, what)?;
+    let size = ingested.len;
+    let blob = ingested.commit(what)?;
     let layer = Layer {
         digest: blob,
         diff_id,

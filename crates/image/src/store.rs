@@ -3,6 +3,7 @@
 //! ```text
 //! ROOT/blobs/sha256/<hex>     every manifest, config and layer blob, by digest
 //! ROOT/ingest/                blobs being written (verified, then renamed into blobs/)
+//! ROOT/ingest/<hex>.partial   a download under way or interrupted (resumed by pull)
 //! ROOT/layers/sha256/<hex>/   a layer unpacked in overlayfs form, by diff ID
 //! ROOT/images.json            images by id (config digest) and the names that point at them
 //! ROOT/images.lock            flock held while images.json is read-modified-written
@@ -52,6 +53,40 @@ pub struct Image {
     pub size: u64,
 }
 
+/// Content written into the store's ingest directory, not yet a blob.
+#[derive(Debug)]
+pub struct Ingested {
+    tmp: tempfile::NamedTempFile,
+    /// Its digest.
+    pub digest: Digest,
+    /// Its length.
+    pub len: u64,
+    blobs: PathBuf,
+}
+
+impl Ingested {
+    /// The temporary file.
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// Make it the blob of its digest (dropping it instead removes it).
+    pub fn commit(self, what: &str) -> Result<Digest> {
+        let dest = self.blobs.join(self.digest.hex());
+        if !dest.exists() {
+            self.tmp
+                .as_file()
+                .sync_all()
+                .step(|| format!("sync {what}"))?;
+            self.tmp
+                .persist(&dest)
+                .map_err(|e| e.error)
+                .step(|| format!("move {what} to {}", dest.display()))?;
+        }
+        Ok(self.digest)
+    }
+}
+
 /// images.json.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Index {
@@ -98,6 +133,14 @@ impl Store {
         self.root.join("blobs/sha256").join(d.hex())
     }
 
+    /// Where a download of blob `d` is kept until its digest is checked: an
+    /// interrupted pull resumes from it, nothing reads it as the blob.
+    pub fn partial_path(&self, d: &Digest) -> PathBuf {
+        self.root
+            .join("ingest")
+            .join(format!("{}.partial", d.hex()))
+    }
+
     /// Whether blob `d` is in the store.
     pub fn has_blob(&self, d: &Digest) -> bool {
         self.blob_path(d).exists()
@@ -117,6 +160,21 @@ impl Store {
         expected: Option<&Digest>,
         what: &str,
     ) -> Result<(Digest, u64)> {
+        let ingested = self.ingest(r, what)?;
+        if let Some(want) = expected.filter(|w| **w != ingested.digest) {
+            return Err(Error::DigestMismatch {
+                what: what.to_owned(),
+                expected: want.to_string(),
+                actual: ingested.digest.to_string(),
+            });
+        }
+        let len = ingested.len;
+        Ok((ingested.commit(what)?, len))
+    }
+
+    /// Copy `r` into a temporary file of the store, hashing it: it becomes a blob
+    /// only by [`Ingested::commit`], so content that turns out bad leaves nothing.
+    pub fn ingest(&self, r: &mut dyn Read, what: &str) -> Result<Ingested> {
         let tmp = tempfile::NamedTempFile::new_in(self.root.join("ingest")).step(|| {
             format!(
                 "create a temporary file for {what} in {}",
@@ -130,23 +188,12 @@ impl Store {
             .into_inner()
             .map_err(|e| e.into_error())
             .step(|| format!("write {what}"))?;
-        if let Some(want) = expected {
-            if *want != digest {
-                return Err(Error::DigestMismatch {
-                    what: what.to_owned(),
-                    expected: want.to_string(),
-                    actual: digest.to_string(),
-                });
-            }
-        }
-        let dest = self.blob_path(&digest);
-        if !dest.exists() {
-            tmp.as_file().sync_all().step(|| format!("sync {what}"))?;
-            tmp.persist(&dest)
-                .map_err(|e| e.error)
-                .step(|| format!("move {what} to {}", dest.display()))?;
-        }
-        Ok((digest, len))
+        Ok(Ingested {
+            tmp,
+            digest,
+            len,
+            blobs: self.root.join("blobs/sha256"),
+        })
     }
 
     /// [`Store::put_blob`] of bytes in memory.
@@ -182,11 +229,21 @@ impl Store {
                 return Ok((d.clone(), dir_size(&dest)));
             }
         }
+        self.unpack_file(&self.blob_path(blob), expected, what)
+    }
+
+    /// [`Store::unpack_blob`] of a file that is not (yet) a blob of the store.
+    pub fn unpack_file(
+        &self,
+        path: &Path,
+        expected: Option<&Digest>,
+        what: &str,
+    ) -> Result<(Digest, u64)> {
         let tmp = tempfile::Builder::new()
             .prefix(".unpack-")
             .tempdir_in(self.root.join("layers/sha256"))
             .step(|| format!("create a directory to unpack {what}"))?;
-        let file = File::open(self.blob_path(blob)).step(|| format!("open {what}"))?;
+        let file = File::open(path).step(|| format!("open {what}"))?;
         let (diff_id, size) = crate::layer::unpack(file, tmp.path(), what)?;
         if let Some(want) = expected.filter(|w| **w != diff_id) {
             return Err(Error::DigestMismatch {

@@ -151,3 +151,22 @@ pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Er
         reason: reason.into(),
     }
 }
+
+/// An error and its causes on one line, each cause once: errors here already end
+/// with their source's text, so a cause the message so far ends with is not
+/// repeated. The binaries print their errors with it.
+pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = String::new();
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !msg.ends_with(&text) {
+            if !msg.is_empty() {
+                msg.push_str(": ");
+            }
+            msg.push_str(&text);
+        }
+        cause = c.source();
+    }
+    msg
+}

@@ -1,0 +1,424 @@
+//! `onggi`: Docker-style commands for people, daemonless. This is a thin command
+//! line over the library crates; images live in `onggi-image`.
+#![forbid(unsafe_code)]
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use onggi_image::{Listed, Reference, Store};
+
+/// Containers as isolated processes, and the images they start from: Docker's
+/// commands, without a daemon.
+///
+/// Images come from a root filesystem tarball (what `docker export` writes),
+/// from `docker save`/`podman save` archives and OCI layouts, or from a registry;
+/// each layer is stored once and shared by every container through overlayfs.
+///
+///   onggi import rootfs.tar busybox      # a tarball as an image named busybox
+///   onggi images                         # what is in the store
+///   onggi tag busybox mybox:1.0          # another name for it
+///   onggi rmi mybox:1.0                  # remove the name (and the image with its last)
+#[derive(Parser, Debug)]
+#[command(name = "onggi", version, verbatim_doc_comment)]
+struct Cli {
+    /// Where images (and later containers) are stored.
+    #[arg(
+        long,
+        global = true,
+        env = "ONGGI_ROOT",
+        default_value = "/var/lib/onggi",
+        value_name = "DIR"
+    )]
+    root: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Import a root filesystem tarball (plain, gzip or zstd; `-` reads stdin) as
+    /// an image of one layer, optionally named NAME[:TAG].
+    Import {
+        /// The tarball, or - for standard input.
+        file: String,
+        /// The image's name.
+        name: Option<String>,
+    },
+    /// List images: repository, tag, id, age, size.
+    #[command(visible_alias = "ls")]
+    Images {
+        /// Only the image ids.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Give an image another name.
+    Tag {
+        /// The image (name or id).
+        source: String,
+        /// The new name, NAME[:TAG].
+        target: String,
+    },
+    /// Remove image names; an image goes with its last name (or by id).
+    Rmi {
+        /// Remove an image a container uses, or an id that has several names.
+        #[arg(short, long)]
+        force: bool,
+        /// Names or ids.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Commands on images: inspect, prune.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ImageCommand {
+    /// Print images as JSON: id, names, manifest, layers, sizes, config, history.
+    Inspect {
+        /// Names or ids.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Remove unnamed images no container uses, and every blob and layer no image
+    /// refers to.
+    Prune,
+}
+
+/// `println!` that ends the process quietly when stdout is a closed pipe
+/// (`onggi images | head -1`), as C tools die of SIGPIPE.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", render(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The error and its causes on one line (see `onggi_runtime::error::one_line`).
+fn render(e: &anyhow::Error) -> String {
+    onggi_runtime::error::one_line(e.as_ref())
+}
+
+fn run(cli: &Cli) -> Result<()> {
+    let store = Store::open(&cli.root)
+        .with_context(|| format!("open the image store {}", cli.root.display()))?;
+    match &cli.command {
+        Command::Import { file, name } => import(&store, file, name.as_deref()),
+        Command::Images { quiet, format } => images(&store, *quiet, *format),
+        Command::Tag { source, target } => {
+            let target: Reference = target.parse()?;
+            store.tag(source, &target)?;
+            Ok(())
+        }
+        Command::Rmi { force, images } => rmi(&store, images, *force),
+        Command::Image { command } => match command {
+            ImageCommand::Inspect { images } => inspect(&store, images),
+            ImageCommand::Prune => {
+                let p = store.prune()?;
+                for id in &p.images {
+                    out!("Deleted: {id}");
+                }
+                out!(
+                    "Total reclaimed space: {} ({} blobs, {} layers)",
+                    human_size(p.bytes),
+                    p.blobs,
+                    p.layers
+                );
+                Ok(())
+            }
+        },
+    }
+}
+
+fn import(store: &Store, file: &str, name: Option<&str>) -> Result<()> {
+    let name: Option<Reference> = name.map(str::parse).transpose()?;
+    let image = if file == "-" {
+        if std::io::stdin().is_terminal() {
+            anyhow::bail!("import -: standard input is a terminal; pipe a tarball in");
+        }
+        let mut stdin = std::io::stdin().lock();
+        onggi_image::import::import(
+            store,
+            &mut stdin as &mut dyn Read,
+            "standard input",
+            name.as_ref(),
+        )?
+    } else {
+        let mut f = std::fs::File::open(file).with_context(|| format!("open {file}"))?;
+        onggi_image::import::import(store, &mut f, file, name.as_ref())?
+    };
+    out!("{}", image.id);
+    Ok(())
+}
+
+fn images(store: &Store, quiet: bool, format: Format) -> Result<()> {
+    let list = store.images()?;
+    if format == Format::Json {
+        out!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    if quiet {
+        for l in &list {
+            out!("{}", l.image.id.short());
+        }
+        return Ok(());
+    }
+    let mut rows = vec![["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
+        .map(String::from)
+        .to_vec()];
+    for l in &list {
+        for (repo, tag) in repo_tags(l) {
+            rows.push(vec![
+                repo,
+                tag,
+                l.image.id.short().to_owned(),
+                l.image
+                    .created
+                    .as_deref()
+                    .map(ago)
+                    .unwrap_or_else(|| "N/A".into()),
+                human_size(l.image.size),
+            ]);
+        }
+    }
+    out!("{}", table(&rows).trim_end());
+    Ok(())
+}
+
+/// (repository, tag) for each name, `<none>` for an unnamed image.
+fn repo_tags(l: &Listed) -> Vec<(String, String)> {
+    if l.names.is_empty() {
+        return vec![("<none>".into(), "<none>".into())];
+    }
+    l.names
+        .iter()
+        .filter_map(|n| n.parse::<Reference>().ok())
+        .map(|r| {
+            (
+                r.familiar_name(),
+                r.tag.clone().unwrap_or_else(|| "<none>".into()),
+            )
+        })
+        .collect()
+}
+
+fn rmi(store: &Store, images: &[String], force: bool) -> Result<()> {
+    let mut failed = None;
+    for what in images {
+        match store.remove_image(what, force) {
+            Ok(r) => {
+                for n in &r.untagged {
+                    out!(
+                        "Untagged: {}",
+                        n.parse::<Reference>()
+                            .map(|r| format!("{}:{}", r.familiar_name(), r.tag.unwrap_or_default()))
+                            .unwrap_or_else(|_| n.clone())
+                    );
+                }
+                if let Some(id) = &r.deleted {
+                    out!("Deleted: {id}");
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed = Some(e);
+            }
+        }
+    }
+    match failed {
+        // Every failure was said; the exit code says one happened.
+        Some(_) => std::process::exit(1),
+        None => Ok(()),
+    }
+}
+
+fn inspect(store: &Store, images: &[String]) -> Result<()> {
+    let mut out = Vec::new();
+    for what in images {
+        let image = store.resolve(what)?;
+        let listed = store.images()?;
+        let names = listed
+            .iter()
+            .find(|l| l.image.id == image.id)
+            .map(|l| l.names.clone())
+            .unwrap_or_default();
+        let config: serde_json::Value = serde_json::from_slice(&store.read_blob(&image.id)?)
+            .with_context(|| format!("parse the config of {what}"))?;
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&store.read_blob(&image.manifest)?)
+                .with_context(|| format!("parse the manifest of {what}"))?;
+        out.push(serde_json::json!({
+            "Id": image.id.to_string(),
+            "RepoTags": names,
+            "Created": image.created,
+            "Size": image.size,
+            "Architecture": config["architecture"],
+            "Os": config["os"],
+            "Config": config["config"],
+            "RootFS": config["rootfs"],
+            "History": config["history"],
+            "Manifest": { "Digest": image.manifest.to_string(), "Document": manifest },
+            "Layers": image.layers,
+            "UsedBy": store.holders(&image.id),
+        }));
+    }
+    out!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+/// Rows as columns padded to their widest cell, three spaces apart (as docker).
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(c, s)| format!("{s:<w$}", w = widths[c]))
+            .collect();
+        out.push_str(line.join("   ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Bytes as Docker prints them (SI units: 1.2MB).
+fn human_size(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < units.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n}B")
+    } else {
+        format!("{v:.3}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_owned()
+            + units[u]
+    }
+}
+
+/// An RFC 3339 UTC time as "N units ago".
+fn ago(created: &str) -> String {
+    let Some(then) = parse_rfc3339(created) else {
+        return created.to_owned();
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let s = (now - then).max(0);
+    match s {
+        0..=59 => "Less than a minute ago".into(),
+        60..=3599 => plural(s / 60, "minute"),
+        3600..=86399 => plural(s / 3600, "hour"),
+        86400..=604_799 => plural(s / 86400, "day"),
+        604_800..=2_591_999 => plural(s / 604_800, "week"),
+        2_592_000..=31_535_999 => plural(s / 2_592_000, "month"),
+        _ => plural(s / 31_536_000, "year"),
+    }
+}
+
+fn plural(n: i64, unit: &str) -> String {
+    if n == 1 {
+        format!("{} {unit} ago", if unit == "hour" { "An" } else { "1" })
+    } else {
+        format!("{n} {unit}s ago")
+    }
+}
+
+/// Seconds since the epoch of `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
+fn parse_rfc3339(s: &str) -> Option<i64> {
+    let num = |a: usize, b: usize| s.get(a..b)?.parse::<i64>().ok();
+    let (y, mo, d, h, mi, sec) = (
+        num(0, 4)?,
+        num(5, 7)?,
+        num(8, 10)?,
+        num(11, 13)?,
+        num(14, 16)?,
+        num(17, 19)?,
+    );
+    let rest = &s[19..];
+    let rest = rest.trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
+    let offset = match rest {
+        "Z" | "" => 0,
+        o if o.len() == 6 => {
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            sign * (o[1..3].parse::<i64>().ok()? * 3600 + o[4..6].parse::<i64>().ok()? * 60)
+        }
+        _ => return None,
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if mo > 2 { mo - 3 } else { mo + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86400 + h * 3600 + mi * 60 + sec - offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_times_and_tables_read_like_docker() {
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(1_234_567), "1.235MB");
+        assert_eq!(human_size(4_400_000), "4.4MB");
+        assert_eq!(parse_rfc3339("1970-01-02T00:00:01Z"), Some(86401));
+        assert_eq!(
+            parse_rfc3339("2026-11-22T15:00:00.123456789Z"),
+            parse_rfc3339("2026-11-22T16:00:00+01:00")
+        );
+        let t = table(&[
+            vec!["A".into(), "BB".into()],
+            vec!["ccc".into(), "d".into()],
+        ]);
+        assert_eq!(t, "A     BB\nccc   d\n");
+        Cli::parse_from(["onggi", "images", "--format", "json"]);
+    }
+}

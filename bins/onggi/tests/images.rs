@@ -1,0 +1,252 @@
+//! `onggi`'s image commands through the binary, on a store in a tempdir: import
+//! (file, stdin, gzip), images (table and JSON), tag, rmi, image inspect, image
+//! prune, and bad input that must leave nothing in the store.
+//!
+//! Importing unpacks layers as root would (ownership, device nodes): root only.
+
+use std::fs;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_onggi");
+
+struct T {
+    dir: tempfile::TempDir,
+}
+
+#[derive(Debug)]
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl T {
+    fn new(test: &str) -> Option<T> {
+        if !nix_is_root() {
+            eprintln!("skipping {test}: unpacking layers needs root");
+            return None;
+        }
+        Some(T {
+            dir: tempfile::Builder::new()
+                .prefix("onggi-cli-t-")
+                .tempdir()
+                .unwrap(),
+        })
+    }
+
+    fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    fn onggi(&self, args: &[&str], stdin: Option<&[u8]>) -> Out {
+        let mut child = Command::new(BIN)
+            .arg("--root")
+            .arg(self.store())
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(data) = stdin {
+            child.stdin.take().unwrap().write_all(data).unwrap();
+        }
+        let o = child.wait_with_output().unwrap();
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    #[track_caller]
+    fn ok(&self, args: &[&str]) -> Out {
+        let o = self.onggi(args, None);
+        assert_eq!(o.code, 0, "onggi {args:?}: {o:#?}");
+        o
+    }
+
+    /// A busybox root filesystem as a tar (what `docker export` writes).
+    fn rootfs_tar(&self) -> PathBuf {
+        let tarball = self.dir.path().join("rootfs.tar");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/rootfs-tar.sh");
+        let st = Command::new("bash")
+            .arg(script)
+            .arg(&tarball)
+            .output()
+            .unwrap();
+        assert!(st.status.success(), "{st:?}");
+        tarball
+    }
+
+    fn count(&self, sub: &str) -> usize {
+        fs::read_dir(self.store().join(sub))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+}
+
+/// The effective uid is 0 (from /proc/self/status).
+fn nix_is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+fn json(o: &Out) -> Value {
+    serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("{e}: {o:#?}"))
+}
+
+#[test]
+fn import_list_tag_inspect_remove_and_prune() {
+    let Some(t) = T::new("lifecycle") else {
+        return;
+    };
+    let tar = t.rootfs_tar();
+    let id = t
+        .ok(&["import", tar.to_str().unwrap(), "busybox"])
+        .stdout
+        .trim()
+        .to_owned();
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
+    // The same tarball gzipped, from stdin: another image (its blob differs), the same layer.
+    let gz = gzip(&fs::read(&tar).unwrap());
+    let o = t.onggi(&["import", "-", "localhost/bz:gz"], Some(&gz));
+    assert_eq!(o.code, 0, "{o:#?}");
+    assert_eq!(t.count("layers/sha256"), 1, "one layer, unpacked once");
+
+    let table = t.ok(&["images"]).stdout;
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("REPOSITORY") && lines[0].contains("IMAGE ID"),
+        "{table}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("busybox ") && l.contains("latest") && l.contains(&id[7..19])),
+        "{table}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("localhost/bz ") && l.contains(" gz ")),
+        "{table}"
+    );
+    // Columns align: every row has its IMAGE ID where the header has it.
+    let col = lines[0].find("IMAGE ID").unwrap();
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l[col..].chars().next().unwrap().is_ascii_hexdigit()),
+        "{table}"
+    );
+
+    t.ok(&["tag", "busybox", "mybox:1.0"]);
+    let list = json(&t.ok(&["images", "--format", "json"]));
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|i| i["names"].as_array().unwrap())
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"docker.io/library/mybox:1.0"), "{names:?}");
+
+    let inspect = json(&t.ok(&["image", "inspect", "mybox:1.0"]));
+    assert_eq!(inspect[0]["Id"], id.as_str());
+    assert_eq!(inspect[0]["Os"], "linux");
+    assert_eq!(
+        inspect[0]["RootFS"]["diff_ids"].as_array().unwrap().len(),
+        1
+    );
+
+    // An id with two names needs -f; a name only untags; the last name deletes.
+    let o = t.onggi(&["rmi", &id], None);
+    assert!(o.code == 1 && o.stderr.contains("conflict"), "{o:#?}");
+    assert!(t
+        .ok(&["rmi", "mybox:1.0"])
+        .stdout
+        .contains("Untagged: mybox:1.0"));
+    let o = t.ok(&["rmi", "busybox"]);
+    assert!(o.stdout.contains("Deleted: sha256:"), "{o:#?}");
+    // The gzip image still holds the layer; removing it frees everything.
+    t.ok(&["rmi", "localhost/bz:gz"]);
+    t.ok(&["image", "prune"]);
+    assert_eq!(
+        (
+            t.count("blobs/sha256"),
+            t.count("layers/sha256"),
+            t.count("ingest")
+        ),
+        (0, 0, 0)
+    );
+}
+
+#[test]
+fn bad_input_is_named_and_leaves_nothing() {
+    let Some(t) = T::new("bad") else {
+        return;
+    };
+    let o = t.onggi(
+        &["import", "-", "x"],
+        Some(b"this is not a tar archive, just text\n"),
+    );
+    assert!(
+        o.code == 1 && o.stderr.contains("standard input") && o.stderr.contains("not a valid"),
+        "{o:#?}"
+    );
+    let o = t.onggi(&["import", "/nonexistent.tar"], None);
+    assert!(
+        o.code == 1 && o.stderr.contains("/nonexistent.tar"),
+        "{o:#?}"
+    );
+    let o = t.onggi(&["import", "-", "Bad:Name!"], Some(b""));
+    assert!(
+        o.code == 1 && o.stderr.contains("invalid reference"),
+        "{o:#?}"
+    );
+    let o = t.onggi(&["rmi", "nothere"], None);
+    assert!(
+        o.code == 1 && o.stderr.contains("no such image: nothere"),
+        "{o:#?}"
+    );
+    assert_eq!(
+        (
+            t.count("blobs/sha256"),
+            t.count("layers/sha256"),
+            t.count("ingest")
+        ),
+        (0, 0, 0)
+    );
+    assert_eq!(t.ok(&["images", "-q"]).stdout, "");
+}
+
+/// gzip(1) of `data`.
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut c = Command::new("gzip")
+        .arg("-c")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = c.stdin.take().unwrap();
+    let data = data.to_vec();
+    let w = std::thread::spawn(move || stdin.write_all(&data));
+    let o = c.wait_with_output().unwrap();
+    w.join().unwrap().unwrap();
+    o.stdout
+}
