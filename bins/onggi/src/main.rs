@@ -18,6 +18,8 @@ use onggi_image::{Listed, Reference, Store};
 /// each layer is stored once and shared by every container through overlayfs.
 ///
 ///   onggi import rootfs.tar busybox      # a tarball as an image named busybox
+///   onggi load -i busybox.tar            # a docker/podman save archive or an OCI layout
+///   onggi save -o out.tar busybox        # and back (--format oci-archive)
 ///   onggi images                         # what is in the store
 ///   onggi tag busybox mybox:1.0          # another name for it
 ///   onggi rmi mybox:1.0                  # remove the name (and the image with its last)
@@ -43,6 +45,14 @@ enum Format {
     Json,
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum SaveAs {
+    /// `docker save`'s format (manifest.json, uncompressed layer tars).
+    DockerArchive,
+    /// An OCI image layout in a tar (podman's `--format oci-archive`).
+    OciArchive,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Import a root filesystem tarball (plain, gzip or zstd; `-` reads stdin) as
@@ -52,6 +62,28 @@ enum Command {
         file: String,
         /// The image's name.
         name: Option<String>,
+    },
+    /// Load images from a `docker save`/`podman save` archive or an OCI layout
+    /// (a directory, or a tar of one); every image and tag in it.
+    Load {
+        /// The archive or layout (standard input when not given).
+        #[arg(short, long, value_name = "FILE")]
+        input: Option<PathBuf>,
+        /// Print only the loaded image ids.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Save images to an archive that `onggi load`, `podman load` and `docker load` read.
+    Save {
+        /// Write to FILE (standard output when not given, if it is not a terminal).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// The archive's format.
+        #[arg(long, value_enum, default_value_t = SaveAs::DockerArchive)]
+        format: SaveAs,
+        /// Names or ids.
+        #[arg(required = true)]
+        images: Vec<String>,
     },
     /// List images: repository, tag, id, age, size.
     #[command(visible_alias = "ls")]
@@ -133,6 +165,12 @@ fn run(cli: &Cli) -> Result<()> {
         .with_context(|| format!("open the image store {}", cli.root.display()))?;
     match &cli.command {
         Command::Import { file, name } => import(&store, file, name.as_deref()),
+        Command::Load { input, quiet } => load(&store, input.as_deref(), *quiet),
+        Command::Save {
+            output,
+            format,
+            images,
+        } => save(&store, output.as_deref(), *format, images),
         Command::Images { quiet, format } => images(&store, *quiet, *format),
         Command::Tag { source, target } => {
             let target: Reference = target.parse()?;
@@ -177,6 +215,74 @@ fn import(store: &Store, file: &str, name: Option<&str>) -> Result<()> {
         onggi_image::import::import(store, &mut f, file, name.as_ref())?
     };
     out!("{}", image.id);
+    Ok(())
+}
+
+fn load(store: &Store, input: Option<&std::path::Path>, quiet: bool) -> Result<()> {
+    let loaded = match input {
+        Some(path) => onggi_image::archive::load(store, path)?,
+        None => {
+            if std::io::stdin().is_terminal() {
+                anyhow::bail!(
+                    "load: standard input is a terminal; give -i FILE or pipe an archive in"
+                );
+            }
+            let mut stdin = std::io::stdin().lock();
+            onggi_image::archive::load_reader(store, &mut stdin as &mut dyn Read, "standard input")?
+        }
+    };
+    for l in &loaded {
+        if quiet {
+            out!("{}", l.image.id);
+            continue;
+        }
+        if l.names.is_empty() {
+            out!("Loaded image ID: {}", l.image.id);
+        }
+        for n in &l.names {
+            out!(
+                "Loaded image: {}:{}",
+                n.familiar_name(),
+                n.tag.as_deref().unwrap_or("latest")
+            );
+        }
+    }
+    Ok(())
+}
+
+fn save(
+    store: &Store,
+    output: Option<&std::path::Path>,
+    format: SaveAs,
+    images: &[String],
+) -> Result<()> {
+    use onggi_image::archive::SaveFormat;
+    let format = match format {
+        SaveAs::DockerArchive => SaveFormat::DockerArchive,
+        SaveAs::OciArchive => SaveFormat::OciArchive,
+    };
+    let names: Vec<&str> = images.iter().map(String::as_str).collect();
+    match output {
+        Some(path) => {
+            // Written beside the target and renamed: a failed save leaves no half archive.
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            let mut tmp = tempfile::NamedTempFile::new_in(dir)
+                .with_context(|| format!("create a file beside {}", path.display()))?;
+            onggi_image::archive::save(store, &names, tmp.as_file_mut(), format)?;
+            tmp.persist(path)
+                .with_context(|| format!("write {}", path.display()))?;
+        }
+        None => {
+            if std::io::stdout().is_terminal() {
+                anyhow::bail!("save: standard output is a terminal; give -o FILE or redirect it");
+            }
+            let mut stdout = std::io::stdout().lock();
+            onggi_image::archive::save(store, &names, &mut stdout, format)?;
+        }
+    }
     Ok(())
 }
 

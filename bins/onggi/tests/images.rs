@@ -196,6 +196,61 @@ fn import_list_tag_inspect_remove_and_prune() {
     );
 }
 
+/// save → rmi → load gives the same image back, in both formats, from a file and
+/// from standard input.
+#[test]
+fn saved_images_load_again() {
+    let Some(t) = T::new("saveload") else {
+        return;
+    };
+    let tar = t.rootfs_tar();
+    let id = t
+        .ok(&["import", tar.to_str().unwrap(), "busybox:1"])
+        .stdout
+        .trim()
+        .to_owned();
+    for format in ["docker-archive", "oci-archive"] {
+        let out = t.dir.path().join(format!("{format}.tar"));
+        t.ok(&[
+            "save",
+            "-o",
+            out.to_str().unwrap(),
+            "--format",
+            format,
+            "busybox:1",
+        ]);
+        t.ok(&["rmi", "busybox:1"]);
+        let o = t.ok(&["load", "-i", out.to_str().unwrap()]);
+        assert!(
+            o.stdout.contains("Loaded image: busybox:1"),
+            "{format}: {o:#?}"
+        );
+        assert_eq!(
+            t.ok(&["images", "-q"]).stdout.trim(),
+            &id[7..19],
+            "{format}: the same image id"
+        );
+        t.ok(&["rmi", "busybox:1"]);
+        let o = t.onggi(&["load", "-q"], Some(&fs::read(&out).unwrap()));
+        assert_eq!(
+            (o.code, o.stdout.trim()),
+            (0, id.as_str()),
+            "{format} from stdin: {o:#?}"
+        );
+    }
+    let o = t.onggi(
+        &[
+            "save",
+            "-o",
+            t.dir.path().join("x.tar").to_str().unwrap(),
+            "nothere",
+        ],
+        None,
+    );
+    assert!(o.code == 1 && o.stderr.contains("nothere"), "{o:#?}");
+    assert!(!t.dir.path().join("x.tar").exists(), "no half archive");
+}
+
 #[test]
 fn bad_input_is_named_and_leaves_nothing() {
     let Some(t) = T::new("bad") else {
