@@ -59,6 +59,37 @@ pub enum Error {
     /// A short id that matches more than one image.
     #[error("image id prefix {0:?} is ambiguous")]
     Ambiguous(String),
+    /// A registry answered a request with an error status (401, 404, 5xx...).
+    #[error("{registry}: {object}: HTTP {status}: {reason}")]
+    Registry {
+        /// The registry (`docker.io`, `127.0.0.1:5000`).
+        registry: String,
+        /// What was asked for: `manifest team/app:v1`, `blob team/app@sha256:...`.
+        object: String,
+        /// The HTTP status.
+        status: u16,
+        /// The registry's own message, or what the status means.
+        reason: String,
+    },
+    /// A request to a registry did not complete (connect, TLS, protocol).
+    #[error("{step}: {source}")]
+    Http {
+        /// The request, with its URL.
+        step: String,
+        /// The HTTP client's error.
+        #[source]
+        source: Box<ureq::Error>,
+    },
+    /// An image that has no manifest for the platform asked for.
+    #[error("{reference}: no image for {wanted}; it has: {available}")]
+    NoPlatform {
+        /// The image reference.
+        reference: String,
+        /// The platform asked for (`linux/amd64`).
+        wanted: String,
+        /// The platforms it has, comma-separated.
+        available: String,
+    },
     /// A file operation failed.
     #[error("{step}: {source}")]
     Io {

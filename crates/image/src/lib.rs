@@ -10,13 +10,17 @@
 #![deny(missing_docs)]
 
 pub mod archive;
+pub mod auth;
 pub mod bundle;
 pub mod digest;
 pub mod error;
 pub mod gc;
 pub mod import;
 pub mod layer;
+pub mod progress;
+pub mod pull;
 pub mod reference;
+pub mod registry;
 pub mod rootfs;
 pub mod store;
 
