@@ -85,6 +85,36 @@ enum Command {
         #[arg(required = true)]
         images: Vec<String>,
     },
+    /// Pull an image from a registry (plain HTTP for localhost and 127.0.0.0/8),
+    /// its layers in parallel with a progress bar each.
+    Pull {
+        /// NAME[:TAG|@DIGEST], e.g. 127.0.0.1:5000/busybox:latest.
+        reference: String,
+        /// Talk plain HTTP to this registry too (repeatable).
+        #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+        insecure: Vec<String>,
+        /// No progress bars; print only the image id.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Save credentials for a registry, after checking them against it.
+    Login {
+        /// The registry, HOST[:PORT] (docker.io when not given).
+        registry: Option<String>,
+        /// User name.
+        #[arg(short, long)]
+        username: String,
+        /// Password (prefer --password-stdin: a password on the command line is
+        /// visible to every user of this machine).
+        #[arg(short, long, conflicts_with = "password_stdin")]
+        password: Option<String>,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Talk plain HTTP to this registry.
+        #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+        insecure: Vec<String>,
+    },
     /// List images: repository, tag, id, age, size.
     #[command(visible_alias = "ls")]
     Images {
@@ -171,6 +201,25 @@ fn run(cli: &Cli) -> Result<()> {
             format,
             images,
         } => save(&store, output.as_deref(), *format, images),
+        Command::Pull {
+            reference,
+            insecure,
+            quiet,
+        } => pull(&store, reference, insecure, *quiet),
+        Command::Login {
+            registry,
+            username,
+            password,
+            password_stdin,
+            insecure,
+        } => login(
+            &cli.root,
+            registry.as_deref(),
+            username,
+            password.as_deref(),
+            *password_stdin,
+            insecure,
+        ),
         Command::Images { quiet, format } => images(&store, *quiet, *format),
         Command::Tag { source, target } => {
             let target: Reference = target.parse()?;
@@ -283,6 +332,61 @@ fn save(
             onggi_image::archive::save(store, &names, &mut stdout, format)?;
         }
     }
+    Ok(())
+}
+
+fn pull(store: &Store, reference: &str, insecure: &[String], quiet: bool) -> Result<()> {
+    use onggi_image::progress::{ProgressBars, Quiet};
+    let reference: Reference = reference.parse()?;
+    let opts = onggi_image::pull::PullOptions {
+        insecure: insecure.to_vec(),
+        ..Default::default()
+    };
+    let before = store.resolve(&reference.to_string()).ok().map(|i| i.id);
+    let image = if quiet {
+        onggi_image::pull::pull(store, &reference, &opts, &Quiet)?
+    } else {
+        out!("Pulling {reference}");
+        onggi_image::pull::pull(store, &reference, &opts, &ProgressBars::new())?
+    };
+    if quiet {
+        out!("{}", image.id);
+    } else if before.as_ref() == Some(&image.id) {
+        out!("Digest: {}", image.manifest);
+        out!("Status: Image is up to date for {reference}");
+    } else {
+        out!("Digest: {}", image.manifest);
+        out!("Status: Downloaded newer image for {reference}");
+    }
+    Ok(())
+}
+
+fn login(
+    root: &std::path::Path,
+    registry: Option<&str>,
+    user: &str,
+    password: Option<&str>,
+    from_stdin: bool,
+    insecure: &[String],
+) -> Result<()> {
+    let password = match (password, from_stdin) {
+        (Some(p), _) => p.to_owned(),
+        (None, true) => {
+            let mut p = String::new();
+            std::io::stdin()
+                .read_to_string(&mut p)
+                .context("read the password from standard input")?;
+            p.trim_end_matches(['\n', '\r']).to_owned()
+        }
+        (None, false) => anyhow::bail!("login: give the password with --password-stdin (or -p)"),
+    };
+    let registry = registry.unwrap_or(onggi_image::reference::DEFAULT_REGISTRY);
+    let opts = onggi_image::pull::PullOptions {
+        insecure: insecure.to_vec(),
+        ..Default::default()
+    };
+    onggi_image::pull::login(root, registry, user, &password, &opts)?;
+    out!("Login Succeeded");
     Ok(())
 }
 

@@ -87,6 +87,13 @@ impl T {
         tarball
     }
 
+    /// Import the busybox tarball as `name`; its image id.
+    fn import_busybox(&self, name: &str) -> String {
+        let tar = self.rootfs_tar();
+        let o = self.ok(&["import", tar.to_str().unwrap(), name]);
+        o.stdout.trim().to_owned()
+    }
+
     fn count(&self, sub: &str) -> usize {
         fs::read_dir(self.store().join(sub))
             .map(|d| d.count())
@@ -115,15 +122,10 @@ fn import_list_tag_inspect_remove_and_prune() {
     let Some(t) = T::new("lifecycle") else {
         return;
     };
-    let tar = t.rootfs_tar();
-    let id = t
-        .ok(&["import", tar.to_str().unwrap(), "busybox"])
-        .stdout
-        .trim()
-        .to_owned();
+    let id = t.import_busybox("busybox");
     assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
     // The same tarball gzipped, from stdin: another image (its blob differs), the same layer.
-    let gz = gzip(&fs::read(&tar).unwrap());
+    let gz = gzip(&fs::read(t.dir.path().join("rootfs.tar")).unwrap());
     let o = t.onggi(&["import", "-", "localhost/bz:gz"], Some(&gz));
     assert_eq!(o.code, 0, "{o:#?}");
     assert_eq!(t.count("layers/sha256"), 1, "one layer, unpacked once");
@@ -203,12 +205,7 @@ fn saved_images_load_again() {
     let Some(t) = T::new("saveload") else {
         return;
     };
-    let tar = t.rootfs_tar();
-    let id = t
-        .ok(&["import", tar.to_str().unwrap(), "busybox:1"])
-        .stdout
-        .trim()
-        .to_owned();
+    let id = t.import_busybox("busybox:1");
     for format in ["docker-archive", "oci-archive"] {
         let out = t.dir.path().join(format!("{format}.tar"));
         t.ok(&[
@@ -249,6 +246,91 @@ fn saved_images_load_again() {
     );
     assert!(o.code == 1 && o.stderr.contains("nothere"), "{o:#?}");
     assert!(!t.dir.path().join("x.tar").exists(), "no half archive");
+}
+
+/// Debian's docker-registry on a loopback port of its own, killed on drop.
+struct Registry {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Registry {
+    fn start(dir: &std::path::Path) -> Registry {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = dir.join("registry.yml");
+        let yaml = format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("registry").display()
+        );
+        fs::write(&config, yaml).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry (apt-get install docker-registry)");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Registry { child, port }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// pull through the command line: what skopeo pushed to a local registry comes
+/// back under its registry name; a second pull finds it up to date; an unknown tag
+/// is a clear error.
+#[test]
+fn pull_from_a_local_registry() {
+    let Some(t) = T::new("pull") else {
+        return;
+    };
+    let id = t.import_busybox("busybox");
+    let saved = t.dir.path().join("saved.tar");
+    t.ok(&["save", "-o", saved.to_str().unwrap(), "busybox"]);
+    let reg = Registry::start(t.dir.path());
+    let remote = format!("127.0.0.1:{}/busybox:latest", reg.port);
+    let st = Command::new("skopeo")
+        .args(["copy", "-q", "--dest-tls-verify=false"])
+        .arg(format!("docker-archive:{}", saved.display()))
+        .arg(format!("docker://{remote}"))
+        .status()
+        .expect("skopeo");
+    assert!(st.success());
+    t.ok(&["rmi", "busybox"]);
+    let o = t.ok(&["pull", &remote]);
+    assert!(o.stdout.contains("Downloaded newer image"), "{o:#?}");
+    assert_eq!(
+        t.ok(&["pull", "-q", &remote]).stdout.trim(),
+        id,
+        "the same config, the same id"
+    );
+    assert!(t
+        .ok(&["pull", &remote])
+        .stdout
+        .contains("Image is up to date"));
+    let o = t.onggi(
+        &["pull", &format!("127.0.0.1:{}/busybox:nope", reg.port)],
+        None,
+    );
+    assert!(
+        o.code == 1 && o.stderr.contains("busybox:nope") && o.stderr.contains("404"),
+        "{o:#?}"
+    );
 }
 
 #[test]

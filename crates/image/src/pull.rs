@@ -155,6 +155,7 @@ pub fn pull(
     opts: &PullOptions,
     progress: &dyn Progress,
 ) -> Result<Image> {
+    let _adding = store.adding()?;
     let registry = connect(store.root(), &reference.registry, opts)?;
     let puller = Puller {
         store,

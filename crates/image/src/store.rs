@@ -244,7 +244,9 @@ impl Store {
             .tempdir_in(self.root.join("layers/sha256"))
             .step(|| format!("create a directory to unpack {what}"))?;
         let file = File::open(path).step(|| format!("open {what}"))?;
-        let (diff_id, size) = crate::layer::unpack(file, tmp.path(), what)?;
+        let (diff_id, _) = crate::layer::unpack(file, tmp.path(), what)?;
+        // The size of what was unpacked, as for a layer found already unpacked.
+        let size = dir_size(tmp.path());
         if let Some(want) = expected.filter(|w| **w != diff_id) {
             return Err(Error::DigestMismatch {
                 what: format!("{what} (uncompressed)"),

@@ -229,5 +229,9 @@ fn mounting_an_unpacked_image_takes_at_most_2_ms() {
         "mount of a 5-layer unpacked image: median {median:?}, min {:?}",
         times[0]
     );
-    assert!(times[0].as_micros() <= 2000, "fastest {:?}, median {median:?}", times[0]);
+    assert!(
+        times[0].as_micros() <= 2000,
+        "fastest {:?}, median {median:?}",
+        times[0]
+    );
 }
