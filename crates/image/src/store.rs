@@ -464,6 +464,46 @@ mod tests {
         );
     }
 
+    /// Two commands unpacking the same layer at once both succeed, and one copy
+    /// stays (the rename race has one winner; the loser's copy is removed).
+    #[test]
+    fn the_same_layer_unpacked_twice_at_once_is_kept_once() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        for i in 0..200 {
+            let mut h = tar::Header::new_gnu();
+            let data = format!("file {i}\n");
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_uid(nix::unistd::geteuid().as_raw().into());
+            h.set_gid(nix::unistd::getegid().as_raw().into());
+            h.set_mtime(0);
+            h.set_cksum();
+            b.append_data(&mut h, format!("f{i}"), data.as_bytes())
+                .unwrap();
+        }
+        let blob = s.put_bytes(&b.into_inner().unwrap(), "layer").unwrap();
+        let results: Vec<_> = std::thread::scope(|sc| {
+            let t: Vec<_> = (0..2)
+                .map(|_| sc.spawn(|| s.unpack_blob(&blob, None, "layer")))
+                .collect();
+            t.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let ids: Vec<Digest> = results.into_iter().map(|r| r.unwrap().0).collect();
+        assert_eq!(ids[0], ids[1]);
+        let names: Vec<_> = fs::read_dir(d.path().join("layers/sha256"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(
+            names,
+            vec![std::ffi::OsString::from(ids[0].hex())],
+            "one layer, no temporaries"
+        );
+    }
+
     #[test]
     fn names_ids_and_prefixes_resolve() {
         let d = tempfile::tempdir().unwrap();

@@ -235,3 +235,104 @@ fn mounting_an_unpacked_image_takes_at_most_2_ms() {
         times[0]
     );
 }
+
+/// The onggi-runtime binary of this workspace, built if it is not yet.
+fn runtime_binary() -> PathBuf {
+    let target = std::env::current_exe().unwrap();
+    // target/<triple>/<profile>/deps/rootfs-HASH → target/<triple>/<profile>/onggi-runtime
+    let bin = target
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("onggi-runtime");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = Command::new(cargo)
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "onggi-runtime-cli",
+                "--bin",
+                "onggi-runtime",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(st.success(), "build onggi-runtime");
+    }
+    bin
+}
+
+/// A container runs on an image: busybox imported, a layer on top that deletes
+/// /etc/hostname, the overlay mounted, config.json from the image config, and
+/// onggi-runtime running it; inside, the deleted file is not there.
+#[test]
+fn a_container_runs_on_an_image_with_a_deleting_layer() {
+    let Some(mut w) = World::new("container") else {
+        return;
+    };
+    let tarball = w.dir.path().join("busybox.tar");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/rootfs-tar.sh");
+    assert!(Command::new("bash")
+        .arg(script)
+        .arg(&tarball)
+        .status()
+        .unwrap()
+        .success());
+    let mut f = fs::File::open(&tarball).unwrap();
+    let busybox = onggi_image::import::import(&w.store, &mut f, "busybox.tar", None).unwrap();
+    assert!(w
+        .store
+        .layer_path(&busybox.layers[0].diff_id)
+        .join("etc/hostname")
+        .exists());
+    let upper = layer_tar(&[
+        ("etc/", ""),
+        ("etc/.wh.hostname", ""),
+        ("etc/added", "new\n"),
+    ]);
+    let digest = w.store.put_bytes(&upper, "upper").unwrap();
+    let (diff_id, _) = w.store.unpack_blob(&digest, None, "upper").unwrap();
+    let mut image = busybox.clone();
+    image.layers.push(Layer {
+        digest,
+        diff_id,
+        size: upper.len() as u64,
+        media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+    });
+    let r = w.mount(&image, "ctr");
+    let config = onggi_image::bundle::image_config(&w.store, &busybox).unwrap();
+    let args: Vec<String> = [
+        "sh",
+        "-c",
+        "cat /etc/added; ls /etc/hostname 2>&1; echo pid=$$",
+    ]
+    .map(String::from)
+    .to_vec();
+    let spec = onggi_image::bundle::config_json(&config, Path::new("rootfs"), &args).unwrap();
+    let bundle = r.rootfs.parent().unwrap();
+    fs::write(
+        bundle.join("config.json"),
+        serde_json::to_vec(&spec).unwrap(),
+    )
+    .unwrap();
+    let id = format!("img-t{}", std::process::id());
+    let out = Command::new(runtime_binary())
+        .arg("--root")
+        .arg(w.dir.path().join("state"))
+        .args(["run", "--bundle"])
+        .arg(bundle)
+        .arg(&id)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("new\n"), "the upper layer's file: {stdout}");
+    assert!(
+        stdout.contains("No such file"),
+        "the deleted file is gone: {stdout}"
+    );
+    assert!(stdout.contains("pid=1"), "{stdout}");
+}
