@@ -6,6 +6,21 @@ use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// `println!` that ends the process quietly when stdout is a closed pipe
+/// (`onggi images | head -1`), as C tools die of SIGPIPE.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
+mod containers;
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use onggi_image::{Listed, Reference, Store};
@@ -26,7 +41,7 @@ use onggi_image::{Listed, Reference, Store};
 #[derive(Parser, Debug)]
 #[command(name = "onggi", version, verbatim_doc_comment)]
 struct Cli {
-    /// Where images (and later containers) are stored.
+    /// Where images, containers and their metadata are stored.
     #[arg(
         long,
         global = true,
@@ -35,12 +50,21 @@ struct Cli {
         value_name = "DIR"
     )]
     root: PathBuf,
+    /// Where runtime state lives (a tmpfs).
+    #[arg(
+        long,
+        global = true,
+        env = "ONGGI_RUN_ROOT",
+        default_value = "/run/onggi",
+        value_name = "DIR"
+    )]
+    run_root: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-enum Format {
+pub(crate) enum Format {
     Table,
     Json,
 }
@@ -55,6 +79,8 @@ enum SaveAs {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    #[command(flatten)]
+    Container(containers::ContainerCommand),
     /// Import a root filesystem tarball (plain, gzip or zstd; `-` reads stdin) as
     /// an image of one layer, optionally named NAME[:TAG].
     Import {
@@ -161,26 +187,20 @@ enum ImageCommand {
     Prune,
 }
 
-/// `println!` that ends the process quietly when stdout is a closed pipe
-/// (`onggi images | head -1`), as C tools die of SIGPIPE.
-macro_rules! out {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                std::process::exit(0);
-            }
-        }
-    }};
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {}", render(&e));
-            ExitCode::from(1)
+            // Docker's codes for the container commands (125, or 126/127 when the
+            // program cannot be run); 1 for the others.
+            let code = match (&cli.command, e.downcast_ref::<onggi_engine::Error>()) {
+                (Command::Container(_), Some(engine)) => engine.exit_code(),
+                (Command::Container(_), None) => 125,
+                _ => 1,
+            };
+            ExitCode::from(code)
         }
     }
 }
@@ -190,10 +210,30 @@ fn render(e: &anyhow::Error) -> String {
     onggi_runtime::error::one_line(e.as_ref())
 }
 
-fn run(cli: &Cli) -> Result<()> {
+fn run(cli: &Cli) -> Result<u8> {
+    if let Command::Container(c) = &cli.command {
+        use containers::ContainerCommand as C;
+        // The engine forks container inits: seal the binary first (CVE-2019-5736).
+        if matches!(c, C::Run { .. } | C::Create { .. } | C::Start { .. }) {
+            onggi_runtime::exe::ensure_sealed()?;
+        }
+        let installed = onggi_runtime::exe::installed_path()?;
+        let bin_dir = installed.parent().map(PathBuf::from).unwrap_or_default();
+        let roots = onggi_engine::Roots {
+            data: cli.root.clone(),
+            run: cli.run_root.clone(),
+        };
+        let engine = onggi_engine::Engine::open(roots, bin_dir)?;
+        return containers::run(&engine, c);
+    }
+    run_image_command(cli).map(|()| 0)
+}
+
+fn run_image_command(cli: &Cli) -> Result<()> {
     let store = Store::open(&cli.root)
         .with_context(|| format!("open the image store {}", cli.root.display()))?;
     match &cli.command {
+        Command::Container(_) => unreachable!("handled by run"),
         Command::Import { file, name } => import(&store, file, name.as_deref()),
         Command::Load { input, quiet } => load(&store, input.as_deref(), *quiet),
         Command::Save {
@@ -506,7 +546,7 @@ fn inspect(store: &Store, images: &[String]) -> Result<()> {
 }
 
 /// Rows as columns padded to their widest cell, three spaces apart (as docker).
-fn table(rows: &[Vec<String>]) -> String {
+pub(crate) fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {
@@ -551,7 +591,7 @@ fn human_size(n: u64) -> String {
 }
 
 /// An RFC 3339 UTC time as "N units ago".
-fn ago(created: &str) -> String {
+pub(crate) fn ago(created: &str) -> String {
     let Some(then) = parse_rfc3339(created) else {
         return created.to_owned();
     };

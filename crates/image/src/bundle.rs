@@ -60,7 +60,7 @@ pub fn config_json(config: &ImageConfiguration, rootfs: &Path, args: &[String]) 
 
 /// `USER` as the image gives it (`1000`, `1000:1000`, `app`, `app:staff`), with
 /// names looked up in the root filesystem's /etc/passwd and /etc/group.
-fn user_ids(user: &str, rootfs: &Path) -> Result<(u32, u32)> {
+pub fn user_ids(user: &str, rootfs: &Path) -> Result<(u32, u32)> {
     if user.is_empty() {
         return Ok((0, 0));
     }

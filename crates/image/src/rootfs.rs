@@ -133,14 +133,22 @@ fn path_str(p: &Path) -> std::result::Result<String, Errno> {
     p.to_str().map(str::to_owned).ok_or(Errno::EINVAL)
 }
 
+/// Unmount the root filesystem under `dir`, if it is mounted; the container's
+/// changes stay in `dir/upper` for the next mount.
+pub fn unmount(dir: &Path) -> Result<()> {
+    let d = Rootfs::at(dir);
+    match umount2(&d.rootfs, MntFlags::empty()) {
+        Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => Ok(()),
+        // Still in use by a process that is on its way out: detach it.
+        Err(Errno::EBUSY) => umount2(&d.rootfs, MntFlags::MNT_DETACH).step(|| format!("unmount {}", d.rootfs.display())),
+        Err(e) => Err(e).step(|| format!("unmount {}", d.rootfs.display())),
+    }
+}
+
 /// Unmount the root filesystem under `dir` (if mounted) and remove the directory
 /// with the container's changes.
 pub fn remove(dir: &Path) -> Result<()> {
-    let d = Rootfs::at(dir);
-    match umount2(&d.rootfs, MntFlags::empty()) {
-        Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
-        Err(e) => return Err(e).step(|| format!("unmount {}", d.rootfs.display())),
-    }
+    unmount(dir)?;
     match fs::remove_dir_all(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -28,6 +28,17 @@ use nix::unistd::AccessFlags;
 use crate::error::{Context, Error, Result};
 
 const SELF: &str = "/proc/self/exe";
+/// The environment variable that carries the installed binary's path across the
+/// re-execution.
+const ORIGINAL_VAR: &str = "ONGGI_ORIGINAL_EXE";
+
+/// The path this binary was installed at (before any sealed re-execution).
+pub fn installed_path() -> Result<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os(ORIGINAL_VAR) {
+        return Ok(p.into());
+    }
+    std::fs::read_link(SELF).step(|| format!("readlink {SELF}"))
+}
 
 /// Make sure this process runs from a binary the containers it makes cannot write:
 /// return at once when it already does, else re-execute it from a sealed copy with
@@ -38,7 +49,12 @@ pub fn ensure_sealed() -> Result<()> {
         return Ok(());
     }
     let argv = cstrings(std::env::args_os().map(|a| a.as_bytes().to_vec()))?;
-    let envp = cstrings(std::env::vars_os().map(|(k, v)| {
+    // Where the binary is installed, for finding its siblings after the
+    // re-execution (then /proc/self/exe names the detached mount, "/").
+    let original = std::fs::read_link(SELF).step(|| format!("readlink {SELF}"))?;
+    let original_var = (std::ffi::OsString::from(ORIGINAL_VAR), original.into_os_string());
+    let vars = std::env::vars_os().filter(|(k, _)| k != ORIGINAL_VAR);
+    let envp = cstrings(vars.chain(std::iter::once(original_var)).map(|(k, v)| {
         let mut kv = k.as_bytes().to_vec();
         kv.push(b'=');
         kv.extend_from_slice(v.as_bytes());

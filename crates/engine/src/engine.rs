@@ -1,0 +1,500 @@
+//! The engine's operations on containers: create, start (under a monitor), stop,
+//! kill, rm, ps, logs, wait, inspect. The runtime is called as a library.
+//!
+//! ```text
+//! DATA/engine.db                 container metadata (SQLite, WAL)
+//! DATA/containers/<id>/          config.json, rootfs/ (the overlay), upper/, work/
+//! DATA/containers/<id>/container.log   JSON lines, written by the monitor
+//! RUN/runtime/                   the runtime's state (--root of onggi-runtime)
+//! RUN/containers/<id>/exit       the monitor's record of the init's exit
+//! ```
+//!
+//! Starting: the engine forks; the child makes a new session, becomes a child
+//! subreaper, creates the container with stdout/stderr on pipes (so the init is
+//! its child), starts it, tells the parent the init's PID, and execs
+//! `onggi-monitor` with the pipes' read ends: the monitor writes the logs, waits
+//! for the init and records its exit, then runs `onggi __exited ID`, which
+//! records it in the database and releases what the container held. A container
+//! whose monitor is gone (killed) is found so by the next command, which stops
+//! it and records why.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use onggi_image::{rootfs, Store};
+use onggi_runtime::{CreateOpts, Runtime};
+use serde::Deserialize;
+
+use crate::db::{Db, Record, State};
+use crate::error::{Context, Error, Result};
+use crate::spec::RunOptions;
+
+/// Where the engine keeps things.
+#[derive(Debug, Clone)]
+pub struct Roots {
+    /// Images, containers' directories and the database (`/var/lib/onggi`).
+    pub data: PathBuf,
+    /// Runtime state and exit records (`/run/onggi`, a tmpfs).
+    pub run: PathBuf,
+}
+
+/// The engine, opened on its roots.
+pub struct Engine {
+    roots: Roots,
+    store: Store,
+    db: Db,
+    runtime: Runtime,
+    /// The `onggi` binary (for the monitor's exit hook) and `onggi-monitor`.
+    bin_dir: PathBuf,
+}
+
+/// What the monitor writes when the init exits.
+#[derive(Debug, Deserialize)]
+struct ExitFile {
+    exit_code: i32,
+    finished_at: String,
+}
+
+impl Engine {
+    /// Open the store and database under `roots`; `bin_dir` holds `onggi` and
+    /// `onggi-monitor`.
+    pub fn open(roots: Roots, bin_dir: PathBuf) -> Result<Engine> {
+        for d in [
+            roots.data.join("containers"),
+            roots.run.join("containers"),
+            roots.run.join("runtime"),
+        ] {
+            fs::create_dir_all(&d).step(|| format!("create {}", d.display()))?;
+        }
+        let store = Store::open(&roots.data)?;
+        let db = Db::open(&roots.data.join("engine.db"))?;
+        let runtime = Runtime {
+            store: roots.run.join("runtime"),
+            systemd_cgroup: false,
+        };
+        Ok(Engine {
+            roots,
+            store,
+            db,
+            runtime,
+            bin_dir,
+        })
+    }
+
+    /// The image store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn dir(&self, id: &str) -> PathBuf {
+        self.roots.data.join("containers").join(id)
+    }
+
+    fn exit_file(&self, id: &str) -> PathBuf {
+        self.roots.run.join("containers").join(id).join("exit")
+    }
+
+    /// The container's log file.
+    pub fn log_file(&self, id: &str) -> PathBuf {
+        self.dir(id).join("container.log")
+    }
+
+    /// `create`: a container of `image` named `name` (or a generated one), not started.
+    pub fn create(
+        &self,
+        image_ref: &str,
+        name: Option<&str>,
+        o: &RunOptions,
+        auto_remove: bool,
+    ) -> Result<Record> {
+        crate::spec::check(o)?;
+        let image = self.store.resolve(image_ref)?;
+        let id = crate::names::new_id()?;
+        let name = match name {
+            Some(n) => {
+                crate::names::check(n)?;
+                n.to_owned()
+            }
+            None => crate::names::generate(&id),
+        };
+        if self.db.find(&name).is_ok_and(|r| r.name == name) {
+            return Err(Error::NameInUse(name));
+        }
+        let dir = self.dir(&id);
+        let made = (|| {
+            fs::create_dir_all(dir.join("rootfs")).step(|| format!("create {}", dir.display()))?;
+            let config = onggi_image::bundle::image_config(&self.store, &image)?;
+            // Names in -u are looked up in the image's own /etc/passwd (its top layer that has one).
+            let etc = image
+                .layers
+                .iter()
+                .rev()
+                .map(|l| self.store.layer_path(&l.diff_id))
+                .find(|p| p.join("etc/passwd").exists())
+                .unwrap_or_else(|| dir.join("rootfs"));
+            let spec = crate::spec::config_json(&config, Path::new("rootfs"), &etc, &id, o)?;
+            let data = serde_json::to_vec_pretty(&spec).expect("spec serializes");
+            fs::write(dir.join("config.json"), data)
+                .step(|| format!("write {}/config.json", dir.display()))?;
+            self.store.hold(&image.id, &id)?;
+            let record = Record {
+                id: id.clone(),
+                name: name.clone(),
+                image: image.id.to_string(),
+                image_ref: image_ref.to_owned(),
+                config: serde_json::json!({ "options": o, "auto_remove": auto_remove }),
+                created: onggi_runtime::state::rfc3339_now(),
+                state: State::Created,
+                pid: None,
+                monitor_pid: None,
+                monitor_start: None,
+                started_at: None,
+                finished_at: None,
+                exit_code: None,
+                exit_cause: None,
+                restart_count: 0,
+            };
+            // The commit point: before this row, the directory is nobody's.
+            self.db.insert(&record)?;
+            Ok(record)
+        })();
+        if made.is_err() {
+            let _ = self.store.release(&image.id, &id);
+            let _ = fs::remove_dir_all(&dir);
+        }
+        made
+    }
+
+    /// `start`: mount the root filesystem, create and start the container under its
+    /// monitor. Returns the record with the init's PID.
+    pub fn start(&self, what: &str) -> Result<Record> {
+        let mut rec = self.refresh(self.db.find(what)?)?;
+        match rec.state {
+            State::Created | State::Exited => {}
+            State::Running | State::Paused => return Ok(rec),
+        }
+        let image = self.store.resolve(&rec.image)?;
+        let dir = self.dir(&rec.id);
+        rootfs::mount_image(&self.store, &image, &dir)?;
+        let _ = fs::remove_file(self.exit_file(&rec.id));
+        let started = self.spawn_monitor(&rec.id, &dir);
+        let (pid, monitor) = match started {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = rootfs::unmount(&dir);
+                return Err(e);
+            }
+        };
+        rec.state = State::Running;
+        rec.pid = Some(pid);
+        rec.monitor_pid = Some(monitor.as_raw());
+        rec.monitor_start =
+            onggi_runtime::state::read_start_time(Path::new("/proc"), monitor).map(|s| s.1);
+        rec.started_at = Some(onggi_runtime::state::rfc3339_now());
+        rec.finished_at = None;
+        rec.exit_code = None;
+        rec.exit_cause = None;
+        self.db.update(&rec)?;
+        Ok(rec)
+    }
+
+    /// Fork the monitor: it creates and starts the container and execs
+    /// `onggi-monitor`. Returns (init PID, monitor PID) once the init runs.
+    fn spawn_monitor(&self, id: &str, dir: &Path) -> Result<(i32, Pid)> {
+        let (ready_r, ready_w) = cloexec_pipe()?;
+        let exit_dir = self.roots.run.join("containers").join(id);
+        fs::create_dir_all(&exit_dir).step(|| format!("create {}", exit_dir.display()))?;
+        match onggi_sys::clone_fork(0).step(|| "fork the monitor")? {
+            onggi_sys::Forked::Child => {
+                drop(ready_r);
+                let e = match self.become_monitor(id, dir, &ready_w) {
+                    Ok(never) => match never {},
+                    Err(e) => e,
+                };
+                let _ = nix::unistd::write(
+                    &ready_w,
+                    format!("err {}", onggi_runtime::error::one_line(&e)).as_bytes(),
+                );
+                std::process::exit(1)
+            }
+            onggi_sys::Forked::Parent(monitor) => {
+                drop(ready_w);
+                let mut msg = String::new();
+                let _ = fs::File::from(ready_r).read_to_string(&mut msg);
+                if let Some(pid) = msg.strip_prefix("ok ") {
+                    let pid = pid.trim().parse().unwrap_or(0);
+                    return Ok((pid, monitor));
+                }
+                let _ = nix::sys::wait::waitpid(monitor, None);
+                let message = msg
+                    .strip_prefix("err ")
+                    .unwrap_or("the monitor exited without a word")
+                    .to_owned();
+                // Docker: 127 for a command not found, 126 for one that cannot be executed.
+                if message.contains("executable file not found")
+                    || message.contains("no such file or directory") && message.contains("exec")
+                {
+                    return Err(Error::Exec { code: 127, message });
+                }
+                if message.contains("permission denied") && message.contains("exec") {
+                    return Err(Error::Exec { code: 126, message });
+                }
+                Err(Error::WrongState {
+                    id: id.to_owned(),
+                    reason: format!("start: {message}"),
+                })
+            }
+        }
+    }
+
+    /// In the forked child: session, subreaper, stdio on pipes, create, start,
+    /// report, exec the monitor.
+    fn become_monitor(
+        &self,
+        id: &str,
+        dir: &Path,
+        ready: &OwnedFd,
+    ) -> Result<std::convert::Infallible> {
+        use std::os::fd::AsFd;
+        nix::unistd::setsid().step(|| "setsid")?;
+        nix::sys::prctl::set_child_subreaper(true).step(|| "become a child subreaper")?;
+        let null = fs::File::options()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .step(|| "open /dev/null")?;
+        let (out_r, out_w) = cloexec_pipe()?;
+        let (err_r, err_w) = cloexec_pipe()?;
+        // The init inherits fds 0-2: stdin /dev/null, stdout and stderr the pipes.
+        use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout};
+        dup2_stdin(null.as_fd()).step(|| "dup2 stdin")?;
+        dup2_stdout(out_w.as_fd()).step(|| "dup2 stdout")?;
+        dup2_stderr(err_w.as_fd()).step(|| "dup2 stderr")?;
+        drop((out_w, err_w));
+        let opts = CreateOpts {
+            id: id.to_owned(),
+            bundle: dir.to_path_buf(),
+            pid_file: None,
+            console_socket: None,
+            no_pivot: false,
+            no_new_keyring: false,
+            preserve_fds: 0,
+        };
+        self.runtime.create(&opts)?;
+        // The monitor itself must not hold the write ends: EOF comes when the container's last writer goes.
+        dup2_stdout(null.as_fd()).step(|| "dup2 stdout")?;
+        dup2_stderr(null.as_fd()).step(|| "dup2 stderr")?;
+        let pid = self.runtime.state(id)?.pid;
+        self.runtime.start(id)?;
+        nix::unistd::write(ready, format!("ok {pid}").as_bytes())
+            .step(|| "report the init's pid")?;
+        let monitor = self.bin_dir.join("onggi-monitor");
+        let onggi = self.bin_dir.join("onggi");
+        let args: Vec<String> = vec![
+            "onggi-monitor".into(),
+            "--id".into(),
+            id.into(),
+            "--pid".into(),
+            pid.to_string(),
+            "--exit-file".into(),
+            self.exit_file(id).display().to_string(),
+            "--log".into(),
+            self.log_file(id).display().to_string(),
+            "--stdout-fd".into(),
+            out_r.as_raw_fd().to_string(),
+            "--stderr-fd".into(),
+            err_r.as_raw_fd().to_string(),
+            "--on-exit".into(),
+            onggi.display().to_string(),
+            "--root".into(),
+            self.roots.data.display().to_string(),
+            "--run-root".into(),
+            self.roots.run.display().to_string(),
+            "__exited".into(),
+            id.into(),
+        ];
+        for fd in [&out_r, &err_r] {
+            nix::fcntl::fcntl(
+                fd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+            )
+            .step(|| "keep the log pipes across exec")?;
+        }
+        let cargs: Vec<std::ffi::CString> = args
+            .iter()
+            .map(|a| std::ffi::CString::new(a.as_str()).expect("no NUL"))
+            .collect();
+        let cpath = std::ffi::CString::new(monitor.as_os_str().as_encoded_bytes()).expect("no NUL");
+        let env: Vec<std::ffi::CString> = vec![];
+        let e = nix::unistd::execve(&cpath, &cargs, &env).unwrap_err();
+        Err(e).step(|| format!("exec {}", monitor.display()))
+    }
+
+    /// Bring `rec` up to date: a running container whose monitor recorded its
+    /// exit, or whose monitor is gone, is stopped and cleaned up now.
+    pub fn refresh(&self, mut rec: Record) -> Result<Record> {
+        if !matches!(rec.state, State::Running | State::Paused) {
+            return Ok(rec);
+        }
+        let exit = fs::read(self.exit_file(&rec.id))
+            .ok()
+            .and_then(|d| serde_json::from_slice::<ExitFile>(&d).ok());
+        if let Some(x) = exit {
+            rec.exit_code = Some(x.exit_code);
+            rec.finished_at = Some(x.finished_at);
+        } else if self.monitor_alive(&rec) {
+            return Ok(rec);
+        } else {
+            rec.exit_code = Some(137);
+            rec.exit_cause = Some("its monitor died; the container was stopped".into());
+            rec.finished_at = Some(onggi_runtime::state::rfc3339_now());
+        }
+        self.release_runtime(&rec.id);
+        rec.state = State::Exited;
+        rec.pid = None;
+        rec.monitor_pid = None;
+        rec.monitor_start = None;
+        self.db.update(&rec)?;
+        Ok(rec)
+    }
+
+    fn monitor_alive(&self, rec: &Record) -> bool {
+        match (rec.monitor_pid, rec.monitor_start) {
+            (Some(pid), Some(start)) => {
+                onggi_runtime::state::process_alive(Pid::from_raw(pid), start)
+            }
+            _ => false,
+        }
+    }
+
+    /// Remove the container from the runtime (killing what is left) and unmount
+    /// its root filesystem; the upper directory stays for a later start.
+    fn release_runtime(&self, id: &str) {
+        let _ = self.runtime.delete(id, true);
+        let _ = rootfs::unmount(&self.dir(id));
+        let _ = fs::remove_file(self.exit_file(id));
+    }
+
+    /// What the monitor runs after writing the exit file: record the exit.
+    pub fn exited(&self, id: &str) -> Result<()> {
+        let rec = self.refresh(self.db.find(id)?)?;
+        if rec.config["auto_remove"] == true {
+            self.remove(&rec.id, true)?;
+        }
+        Ok(())
+    }
+
+    /// Every container (refreshed), newest first; with `all`, the stopped ones too.
+    pub fn list(&self, all: bool) -> Result<Vec<Record>> {
+        let mut out = Vec::new();
+        for r in self.db.list()? {
+            let r = self.refresh(r)?;
+            if all || matches!(r.state, State::Running | State::Paused) {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The container `what` names, refreshed.
+    pub fn find(&self, what: &str) -> Result<Record> {
+        self.refresh(self.db.find(what)?)
+    }
+
+    /// `kill`: send `signal` to the container's init.
+    pub fn kill(&self, what: &str, signal: Signal) -> Result<Record> {
+        let rec = self.find(what)?;
+        if rec.state != State::Running && rec.state != State::Paused {
+            return Err(Error::WrongState {
+                id: rec.name,
+                reason: "it is not running".into(),
+            });
+        }
+        self.runtime.kill(&rec.id, signal, false)?;
+        Ok(rec)
+    }
+
+    /// Wait until the container is no longer running (at most `limit`); its record then.
+    pub fn wait_exit(&self, what: &str, limit: Option<std::time::Duration>) -> Result<Record> {
+        let start = std::time::Instant::now();
+        loop {
+            let rec = self.find(what)?;
+            if !matches!(rec.state, State::Running | State::Paused) {
+                return Ok(rec);
+            }
+            if limit.is_some_and(|l| start.elapsed() >= l) {
+                return Ok(rec);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    /// `stop`: SIGTERM, then SIGKILL after `timeout`.
+    pub fn stop(&self, what: &str, timeout: std::time::Duration) -> Result<Record> {
+        let rec = self.find(what)?;
+        if !matches!(rec.state, State::Running | State::Paused) {
+            return Ok(rec);
+        }
+        let _ = self.runtime.kill(&rec.id, Signal::SIGTERM, false);
+        let rec = self.wait_exit(&rec.id, Some(timeout))?;
+        if matches!(rec.state, State::Running | State::Paused) {
+            let _ = self.runtime.kill(&rec.id, Signal::SIGKILL, false);
+            return self.wait_exit(&rec.id, None);
+        }
+        Ok(rec)
+    }
+
+    /// `rm`: remove a stopped container (a running one only with `force`, which kills it).
+    pub fn remove(&self, what: &str, force: bool) -> Result<Record> {
+        let rec = self.find(what)?;
+        let rec = if matches!(rec.state, State::Running | State::Paused) {
+            if !force {
+                return Err(Error::WrongState {
+                    id: rec.name,
+                    reason: "it is running: stop it first, or remove it with -f".into(),
+                });
+            }
+            let _ = self.runtime.kill(&rec.id, Signal::SIGKILL, false);
+            self.wait_exit(&rec.id, None)?
+        } else {
+            rec
+        };
+        self.release_runtime(&rec.id);
+        rootfs::remove(&self.dir(&rec.id))?;
+        let _ = fs::remove_dir_all(self.roots.run.join("containers").join(&rec.id));
+        if let Ok(d) = rec.image.parse() {
+            self.store.release(&d, &rec.id)?;
+        }
+        self.db.delete(&rec.id)?;
+        Ok(rec)
+    }
+
+    /// The container's log, JSON lines as the monitor wrote them.
+    pub fn log_path(&self, what: &str) -> Result<(Record, PathBuf)> {
+        let rec = self.find(what)?;
+        let p = self.log_file(&rec.id);
+        Ok((rec, p))
+    }
+
+    /// Write a container's JSON log lines to `out` (stdout) and `err` (stderr).
+    pub fn copy_log_lines(line: &str, timestamps: bool, out: &mut dyn Write, err: &mut dyn Write) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            return;
+        };
+        let text = v["log"].as_str().unwrap_or("");
+        let w: &mut dyn Write = if v["stream"] == "stderr" { err } else { out };
+        if timestamps {
+            let _ = write!(w, "{} ", v["time"].as_str().unwrap_or(""));
+        }
+        let _ = w.write_all(text.as_bytes());
+    }
+}
+
+/// A pipe whose ends close at exec (the monitor keeps only what it is told to).
+fn cloexec_pipe() -> Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).step(|| "pipe")
+}
