@@ -41,7 +41,7 @@ pub struct RunArgs {
     #[arg(long)]
     entrypoint: Option<String>,
     /// Memory limit (e.g. 64m, 1g).
-    #[arg(short, long)]
+    #[arg(short, long, allow_hyphen_values = true)]
     memory: Option<String>,
     /// CPUs (e.g. 0.5 for half a CPU).
     #[arg(long)]

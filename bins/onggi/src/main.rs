@@ -188,7 +188,19 @@ enum ImageCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // Help and version are answers; a usage error is the engine's (Docker: 125).
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(125),
+            };
+        }
+    };
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
