@@ -63,6 +63,13 @@ impl Engine {
     /// Open the store and database under `roots`; `bin_dir` holds `onggi` and
     /// `onggi-monitor`.
     pub fn open(roots: Roots, bin_dir: PathBuf) -> Result<Engine> {
+        // The monitor works in / and takes absolute paths only.
+        let abs =
+            |p: &Path| std::path::absolute(p).step(|| format!("make {} absolute", p.display()));
+        let roots = Roots {
+            data: abs(&roots.data)?,
+            run: abs(&roots.run)?,
+        };
         for d in [
             roots.data.join("containers"),
             roots.run.join("containers"),
