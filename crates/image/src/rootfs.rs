@@ -140,7 +140,8 @@ pub fn unmount(dir: &Path) -> Result<()> {
     match umount2(&d.rootfs, MntFlags::empty()) {
         Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => Ok(()),
         // Still in use by a process that is on its way out: detach it.
-        Err(Errno::EBUSY) => umount2(&d.rootfs, MntFlags::MNT_DETACH).step(|| format!("unmount {}", d.rootfs.display())),
+        Err(Errno::EBUSY) => umount2(&d.rootfs, MntFlags::MNT_DETACH)
+            .step(|| format!("unmount {}", d.rootfs.display())),
         Err(e) => Err(e).step(|| format!("unmount {}", d.rootfs.display())),
     }
 }

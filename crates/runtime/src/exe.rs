@@ -52,7 +52,10 @@ pub fn ensure_sealed() -> Result<()> {
     // Where the binary is installed, for finding its siblings after the
     // re-execution (then /proc/self/exe names the detached mount, "/").
     let original = std::fs::read_link(SELF).step(|| format!("readlink {SELF}"))?;
-    let original_var = (std::ffi::OsString::from(ORIGINAL_VAR), original.into_os_string());
+    let original_var = (
+        std::ffi::OsString::from(ORIGINAL_VAR),
+        original.into_os_string(),
+    );
     let vars = std::env::vars_os().filter(|(k, _)| k != ORIGINAL_VAR);
     let envp = cstrings(vars.chain(std::iter::once(original_var)).map(|(k, v)| {
         let mut kv = k.as_bytes().to_vec();
