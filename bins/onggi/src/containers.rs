@@ -70,6 +70,12 @@ pub struct RunArgs {
     /// none (only loopback, the default until bridge networking) or host.
     #[arg(long, default_value = "none", value_parser = ["none", "host"])]
     network: String,
+    /// Keep stdin open: the container reads this command's standard input.
+    #[arg(short, long)]
+    interactive: bool,
+    /// Give the container a terminal (this command's, relayed).
+    #[arg(short, long)]
+    tty: bool,
     /// The image.
     image: String,
     /// The command and its arguments (default: the image's).
@@ -132,6 +138,7 @@ impl RunArgs {
             } else {
                 Network::None
             },
+            tty: self.tty,
         })
     }
 }
@@ -300,7 +307,20 @@ fn each(containers: &[String], mut f: impl FnMut(&str) -> onggi_engine::Result<(
 
 fn run_container(engine: &Engine, args: &RunArgs, detach: bool, rm: bool) -> Result<u8> {
     let opts = args.options()?;
+    if detach && (args.tty || args.interactive) {
+        anyhow::bail!(
+            "-d with -i/-t is not supported yet: a detached container has no terminal to attach to"
+        );
+    }
     let rec = engine.create(&args.image, args.name.as_deref(), &opts, rm && detach)?;
+    if args.tty || args.interactive {
+        // Attached: this process is the container's parent and its terminal's relay.
+        let code = engine.run_attached(&rec);
+        if rm {
+            let _ = engine.remove(&rec.id, true);
+        }
+        return Ok(code?.clamp(0, 255) as u8);
+    }
     let rec = match engine.start(&rec.id) {
         Ok(r) => r,
         Err(e) => {

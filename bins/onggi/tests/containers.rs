@@ -398,3 +398,48 @@ fn nix_kill(pid: i32) {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// `-i` reads this command's stdin; `-it` gives the container a terminal (relayed
+/// through script(1)'s pty here), and the exit code comes back in both.
+#[test]
+fn interactive_and_terminal_runs() {
+    let Some(t) = T::new("it") else {
+        return;
+    };
+    let base = format!(
+        "{BIN} --root {} --run-root {}",
+        t.dir.path().join("data").display(),
+        t.dir.path().join("run").display()
+    );
+    let piped = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo 'echo piped-$((1+1)); exit 5' | {base} run --rm -i busybox sh"
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(piped.status.code(), Some(5), "{piped:?}");
+    assert_eq!(String::from_utf8_lossy(&piped.stdout), "piped-2\n");
+    let tty = Command::new("script")
+        .args([
+            "-qec",
+            &format!(
+                "{base} run --rm -it busybox sh -c 'tty; echo in-$((6*7)); exit 4'; echo rc=$?"
+            ),
+            "/dev/null",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&tty.stdout).replace('\r', "");
+    assert!(
+        out.contains("/dev/pts/0\nin-42\n") && out.contains("rc=4"),
+        "{out}"
+    );
+    let o = t.onggi(&["run", "-d", "-t", "busybox", "sh"]);
+    assert!(
+        o.code == 125 && o.stderr.contains("not supported yet"),
+        "{o:#?}"
+    );
+    assert_eq!(t.ok(&["ps", "-a", "-q"]).stdout, "", "--rm removed both");
+}

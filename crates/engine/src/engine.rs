@@ -18,6 +18,8 @@
 //! whose monitor is gone (killed) is found so by the next command, which stops
 //! it and records why.
 
+mod attach;
+
 use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};

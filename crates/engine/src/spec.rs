@@ -126,6 +126,9 @@ pub struct RunOptions {
     pub ulimits: Vec<String>,
     /// `--network`.
     pub network: Network,
+    /// `-t`: the process gets a terminal.
+    #[serde(default)]
+    pub tty: bool,
 }
 
 /// `--memory`'s value: a number with an optional b, k, m, g suffix.
@@ -321,6 +324,7 @@ pub fn config_json(
         p["user"] = json!({ "uid": uid, "gid": gid });
     }
     p["capabilities"] = capabilities(o);
+    p["terminal"] = json!(o.tty);
     p["noNewPrivileges"] = json!(false);
     let mut rlimits = vec![
         json!({ "type": "RLIMIT_NOFILE", "soft": 1048576u64.min(hard_nofile()), "hard": 1048576u64.min(hard_nofile()) }),
