@@ -443,3 +443,39 @@ fn interactive_and_terminal_runs() {
     );
     assert_eq!(t.ok(&["ps", "-a", "-q"]).stdout, "", "--rm removed both");
 }
+
+/// Containers get podman's default seccomp profile (resolved for their
+/// capabilities) unless told otherwise; Docker's default capabilities.
+#[test]
+fn default_seccomp_profile_and_capabilities() {
+    let Some(t) = T::new("seccomp") else {
+        return;
+    };
+    let show = "grep -E '^(Seccomp|CapEff):' /proc/self/status | tr -s '\\t' ' '";
+    let o = t.ok(&["run", "--rm", "busybox", "sh", "-c", show]);
+    if std::path::Path::new("/usr/share/containers/seccomp.json").exists() {
+        assert!(o.stdout.contains("Seccomp: 2"), "{o:#?}");
+    }
+    // Docker's 14 default capabilities (those this host's bounding set has).
+    assert!(
+        o.stdout.contains("CapEff: 00000000a80425fb")
+            || o.stdout.contains("CapEff: 00000000a80405fb"),
+        "{o:#?}"
+    );
+    let o = t.ok(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "seccomp=unconfined",
+        "--cap-drop",
+        "ALL",
+        "busybox",
+        "sh",
+        "-c",
+        show,
+    ]);
+    assert!(
+        o.stdout.contains("Seccomp: 0") && o.stdout.contains("CapEff: 0000000000000000"),
+        "{o:#?}"
+    );
+}

@@ -10,6 +10,10 @@ use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
 
+/// The seccomp profile containers get unless `--security-opt seccomp=...` says
+/// otherwise: containers-common's (podman's), in Docker's format.
+pub const DEFAULT_SECCOMP: &str = "/usr/share/containers/seccomp.json";
+
 /// Docker's default capabilities for a container.
 pub const DEFAULT_CAPS: &[&str] = &[
     "CAP_CHOWN",
@@ -324,7 +328,21 @@ pub fn config_json(
         p["user"] = json!({ "uid": uid, "gid": gid });
     }
     p["capabilities"] = capabilities(o);
+    let caps: Vec<String> =
+        serde_json::from_value(p["capabilities"]["bounding"].clone()).unwrap_or_default();
     p["terminal"] = json!(o.tty);
+    // The default seccomp profile (podman's, where installed), for these capabilities.
+    if let Ok(data) = std::fs::read(DEFAULT_SECCOMP) {
+        let profile =
+            onggi_seccomp::resolve(&data, &caps, onggi_image::import::arch()).map_err(|e| {
+                Error::BadOption {
+                    flag: format!("the default seccomp profile {DEFAULT_SECCOMP}"),
+                    reason: e.to_string(),
+                }
+            })?;
+        spec["linux"]["seccomp"] = serde_json::to_value(profile).expect("profile serializes");
+    }
+    let p = &mut spec["process"];
     p["noNewPrivileges"] = json!(false);
     let mut rlimits = vec![
         json!({ "type": "RLIMIT_NOFILE", "soft": 1048576u64.min(hard_nofile()), "hard": 1048576u64.min(hard_nofile()) }),
@@ -346,10 +364,12 @@ pub fn config_json(
                     flag: format!("--security-opt {s}"),
                     reason: format!("read {path}: {e}"),
                 })?;
-                let profile = onggi_seccomp::parse(&data).map_err(|e| Error::BadOption {
-                    flag: format!("--security-opt {s}"),
-                    reason: e.to_string(),
-                })?;
+                let arch = onggi_image::import::arch();
+                let profile =
+                    onggi_seccomp::resolve(&data, &caps, arch).map_err(|e| Error::BadOption {
+                        flag: format!("--security-opt {s}"),
+                        reason: e.to_string(),
+                    })?;
                 spec["linux"]["seccomp"] =
                     serde_json::to_value(profile).expect("profile serializes");
             }

@@ -37,7 +37,7 @@ use oci_spec::runtime::{
 use onggi_sys::seccomp as sys;
 
 pub use cache::compile_cached;
-pub use profile::{check_json, parse};
+pub use profile::{check_json, parse, resolve};
 
 /// Where the profile sits in an OCI `config.json`; prefixes every field in errors.
 const ROOT: &str = "linux.seccomp";

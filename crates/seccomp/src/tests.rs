@@ -282,3 +282,49 @@ fn loaded_filter_denies_and_allows_in_a_child() {
     );
     assert!(!dir.path().join("d").exists());
 }
+
+/// Podman's profile resolved for a container: rules for capabilities it lacks and
+/// for other architectures are gone; the rest compiles.
+#[test]
+fn a_containers_common_profile_resolves_per_capabilities_and_arch() {
+    let profile = serde_json::json!({
+        "defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 38, "defaultErrno": "ENOSYS",
+        "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]},
+                    {"architecture": "SCMP_ARCH_AARCH64", "subArchitectures": ["SCMP_ARCH_ARM"]}],
+        "syscalls": [
+            {"names": ["read"], "action": "SCMP_ACT_ALLOW", "includes": {}, "excludes": {}},
+            {"names": ["arch_prctl"], "action": "SCMP_ACT_ALLOW", "includes": {"arches": ["amd64"]}, "excludes": {}},
+            {"names": ["breakpoint"], "action": "SCMP_ACT_ALLOW", "includes": {"arches": ["arm64"]}, "excludes": {}},
+            {"names": ["chroot"], "action": "SCMP_ACT_ALLOW", "includes": {"caps": ["CAP_SYS_CHROOT"]}, "excludes": {}},
+            {"names": ["chroot"], "action": "SCMP_ACT_ERRNO", "includes": {}, "excludes": {"caps": ["CAP_SYS_CHROOT"]}},
+            {"names": ["bpf"], "action": "SCMP_ACT_ALLOW", "includes": {"caps": ["CAP_SYS_ADMIN"]}, "excludes": {}}
+        ]
+    });
+    let data = serde_json::to_vec(&profile).unwrap();
+    let names = |s: &oci_spec::runtime::LinuxSeccomp| -> Vec<String> {
+        s.syscalls()
+            .iter()
+            .flatten()
+            .flat_map(|r| r.names().clone())
+            .collect()
+    };
+    let with = crate::resolve(&data, &["CAP_SYS_CHROOT".into()], "amd64").unwrap();
+    assert_eq!(names(&with), ["read", "arch_prctl", "chroot"]);
+    assert_eq!(with.architectures().as_ref().map(|a| a.len()), Some(3));
+    let without = crate::resolve(&data, &[], "amd64").unwrap();
+    assert_eq!(
+        names(&without),
+        ["read", "arch_prctl", "chroot"],
+        "chroot's ERRNO rule instead"
+    );
+    assert_eq!(
+        without.syscalls().as_ref().unwrap()[2].action(),
+        oci_spec::runtime::LinuxSeccompAction::ScmpActErrno
+    );
+    crate::compile(&with).unwrap();
+    // Debian's own file, when podman is installed.
+    if let Ok(real) = std::fs::read("/usr/share/containers/seccomp.json") {
+        let caps: Vec<String> = ["CAP_CHOWN", "CAP_SYS_CHROOT"].map(String::from).to_vec();
+        crate::compile(&crate::resolve(&real, &caps, "amd64").unwrap()).unwrap();
+    }
+}
