@@ -20,6 +20,7 @@ macro_rules! out {
 }
 
 mod containers;
+mod more;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -81,6 +82,8 @@ enum SaveAs {
 enum Command {
     #[command(flatten)]
     Container(containers::ContainerCommand),
+    #[command(flatten)]
+    More(more::MoreCommand),
     /// Import a root filesystem tarball (plain, gzip or zstd; `-` reads stdin) as
     /// an image of one layer, optionally named NAME[:TAG].
     Import {
@@ -208,8 +211,8 @@ fn main() -> ExitCode {
             // Docker's codes for the container commands (125, or 126/127 when the
             // program cannot be run); 1 for the others.
             let code = match (&cli.command, e.downcast_ref::<onggi_engine::Error>()) {
-                (Command::Container(_), Some(engine)) => engine.exit_code(),
-                (Command::Container(_), None) => 125,
+                (Command::Container(_) | Command::More(_), Some(engine)) => engine.exit_code(),
+                (Command::Container(_) | Command::More(_), None) => 125,
                 _ => 1,
             };
             ExitCode::from(code)
@@ -229,23 +232,34 @@ fn run(cli: &Cli) -> Result<u8> {
         if matches!(c, C::Run { .. } | C::Create { .. } | C::Start { .. }) {
             onggi_runtime::exe::ensure_sealed()?;
         }
-        let installed = onggi_runtime::exe::installed_path()?;
-        let bin_dir = installed.parent().map(PathBuf::from).unwrap_or_default();
-        let roots = onggi_engine::Roots {
-            data: cli.root.clone(),
-            run: cli.run_root.clone(),
-        };
-        let engine = onggi_engine::Engine::open(roots, bin_dir)?;
-        return containers::run(&engine, c);
+        return containers::run(&open_engine(cli)?, c);
+    }
+    if let Command::More(m) = &cli.command {
+        // exec forks into a container: seal the binary first (CVE-2019-5736).
+        if more::forks(m) {
+            onggi_runtime::exe::ensure_sealed()?;
+        }
+        return more::run(&open_engine(cli)?, m);
     }
     run_image_command(cli).map(|()| 0)
+}
+
+/// The engine on the roots the command line gives, with `onggi-monitor` beside us.
+fn open_engine(cli: &Cli) -> Result<onggi_engine::Engine> {
+    let installed = onggi_runtime::exe::installed_path()?;
+    let bin_dir = installed.parent().map(PathBuf::from).unwrap_or_default();
+    let roots = onggi_engine::Roots {
+        data: cli.root.clone(),
+        run: cli.run_root.clone(),
+    };
+    Ok(onggi_engine::Engine::open(roots, bin_dir)?)
 }
 
 fn run_image_command(cli: &Cli) -> Result<()> {
     let store = Store::open(&cli.root)
         .with_context(|| format!("open the image store {}", cli.root.display()))?;
     match &cli.command {
-        Command::Container(_) => unreachable!("handled by run"),
+        Command::Container(_) | Command::More(_) => unreachable!("handled by run"),
         Command::Import { file, name } => import(&store, file, name.as_deref()),
         Command::Load { input, quiet } => load(&store, input.as_deref(), *quiet),
         Command::Save {

@@ -19,6 +19,9 @@
 //! it and records why.
 
 mod attach;
+pub mod exec;
+pub mod files;
+mod ops;
 
 use std::fs;
 use std::io::{Read, Write};
@@ -423,7 +426,7 @@ impl Engine {
                 reason: "it is not running".into(),
             });
         }
-        self.runtime.kill(&rec.id, signal, false)?;
+        self.signal(&rec, signal)?;
         Ok(rec)
     }
 
@@ -448,10 +451,10 @@ impl Engine {
         if !matches!(rec.state, State::Running | State::Paused) {
             return Ok(rec);
         }
-        let _ = self.runtime.kill(&rec.id, Signal::SIGTERM, false);
+        let _ = self.signal(&rec, Signal::SIGTERM);
         let rec = self.wait_exit(&rec.id, Some(timeout))?;
         if matches!(rec.state, State::Running | State::Paused) {
-            let _ = self.runtime.kill(&rec.id, Signal::SIGKILL, false);
+            let _ = self.signal(&rec, Signal::SIGKILL);
             return self.wait_exit(&rec.id, None);
         }
         Ok(rec)
@@ -467,7 +470,7 @@ impl Engine {
                     reason: "it is running: stop it first, or remove it with -f".into(),
                 });
             }
-            let _ = self.runtime.kill(&rec.id, Signal::SIGKILL, false);
+            let _ = self.signal(&rec, Signal::SIGKILL);
             self.wait_exit(&rec.id, None)?
         } else {
             rec
