@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use onggi_engine::engine::restart::RestartPolicy;
 use onggi_engine::spec::{Network, Volume};
 use onggi_engine::{Engine, Record, RunOptions, State};
 
@@ -76,6 +77,13 @@ pub struct RunArgs {
     /// Give the container a terminal (this command's, relayed).
     #[arg(short, long)]
     tty: bool,
+    /// no, on-failure[:N], always or unless-stopped: start the container again when
+    /// it exits (not after stop, kill or rm).
+    #[arg(long, default_value = "no", value_name = "POLICY")]
+    restart: String,
+    /// Run an init (onggi-init) as PID 1: it reaps orphans and forwards signals.
+    #[arg(long)]
+    init: bool,
     /// The image.
     image: String,
     /// The command and its arguments (default: the image's).
@@ -139,6 +147,8 @@ impl RunArgs {
                 Network::None
             },
             tty: self.tty,
+            restart: self.restart.parse()?,
+            init: self.init,
         })
     }
 }
@@ -165,6 +175,9 @@ pub enum ContainerCommand {
     },
     /// Start created or stopped containers.
     Start {
+        /// Print the container's output until it stops, and exit with its exit code.
+        #[arg(short, long)]
+        attach: bool,
         /// Names or ids.
         #[arg(required = true)]
         containers: Vec<String>,
@@ -234,6 +247,15 @@ pub enum ContainerCommand {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Restart containers: stop (SIGTERM, then SIGKILL after the timeout), then start.
+    Restart {
+        /// Seconds to wait before SIGKILL.
+        #[arg(short, long, default_value_t = 10)]
+        time: u64,
+        /// Names or ids.
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
     /// (internal) The monitor's hook after a container's init exited.
     #[command(name = "__exited", hide = true)]
     Exited {
@@ -251,8 +273,19 @@ pub fn run(engine: &Engine, cmd: &ContainerCommand) -> Result<u8> {
             out!("{}", rec.id);
             Ok(0)
         }
-        ContainerCommand::Start { containers } => {
-            each(containers, |c| engine.start(c).map(|r| out!("{}", r.name)))
+        ContainerCommand::Start { attach, containers } => match (attach, &containers[..]) {
+            (true, [c]) => start_attached(engine, c),
+            (true, _) => anyhow::bail!("start -a: one container at a time"),
+            (false, _) => each(containers, |c| engine.start(c).map(|r| out!("{}", r.name))),
+        },
+        ContainerCommand::Restart { time, containers } => {
+            // Starting forks containers' inits: seal the binary first (CVE-2019-5736).
+            onggi_runtime::exe::ensure_sealed()?;
+            each(containers, |c| {
+                engine
+                    .restart(c, Duration::from_secs(*time))
+                    .map(|_| out!("{c}"))
+            })
         }
         ContainerCommand::Stop { time, containers } => each(containers, |c| {
             engine
@@ -287,7 +320,12 @@ pub fn run(engine: &Engine, cmd: &ContainerCommand) -> Result<u8> {
             Ok(0)
         }
         ContainerCommand::Exited { id } => {
-            engine.exited(id)?;
+            if engine.exited(id)? {
+                // The restart policy's start forks the container's init: seal first.
+                // (A re-execution runs this command again; the exit is recorded by then.)
+                onggi_runtime::exe::ensure_sealed()?;
+                engine.restart_by_policy(id)?;
+            }
             Ok(0)
         }
     }
@@ -307,6 +345,9 @@ fn each(containers: &[String], mut f: impl FnMut(&str) -> onggi_engine::Result<(
 
 fn run_container(engine: &Engine, args: &RunArgs, detach: bool, rm: bool) -> Result<u8> {
     let opts = args.options()?;
+    if rm && opts.restart != RestartPolicy::No {
+        anyhow::bail!("conflicting options: --restart and --rm");
+    }
     if detach && (args.tty || args.interactive) {
         anyhow::bail!(
             "-d with -i/-t is not supported yet: a detached container has no terminal to attach to"
@@ -332,21 +373,38 @@ fn run_container(engine: &Engine, args: &RunArgs, detach: bool, rm: bool) -> Res
         out!("{}", rec.id);
         return Ok(0);
     }
-    let (_, log) = engine.log_path(&rec.id)?;
-    let mut follower = Follower::new(log);
-    let done = loop {
-        follower.pump(false)?;
-        let r = engine.find(&rec.id)?;
-        if !matches!(r.state, State::Running | State::Paused) {
-            follower.pump(false)?;
-            break r;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    };
+    let done = follow_to_exit(engine, &rec.id, 0)?;
     if rm {
         engine.remove(&rec.id, true)?;
     }
     Ok(done.exit_code.unwrap_or(0).clamp(0, 255) as u8)
+}
+
+/// `start -a`: start the container and print what it writes from now on until it
+/// stops; its exit code.
+fn start_attached(engine: &Engine, what: &str) -> Result<u8> {
+    let (rec, log) = engine.log_path(what)?;
+    let from = std::fs::metadata(&log).map_or(0, |m| m.len());
+    engine.start(&rec.id)?;
+    let done = follow_to_exit(engine, &rec.id, from)?;
+    Ok(done.exit_code.unwrap_or(0).clamp(0, 255) as u8)
+}
+
+/// Print the container's log from byte `offset` on as it grows, until the
+/// container stops; its record then.
+fn follow_to_exit(engine: &Engine, id: &str, offset: u64) -> Result<Record> {
+    let (_, log) = engine.log_path(id)?;
+    let mut follower = Follower::new(log);
+    follower.offset = offset;
+    loop {
+        follower.pump(false)?;
+        let r = engine.find(id)?;
+        if !matches!(r.state, State::Running | State::Paused) {
+            follower.pump(false)?;
+            return Ok(r);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// Reads a container's JSON log as it grows and prints it.

@@ -119,8 +119,17 @@ impl Db {
         let conn = Connection::open(path).map_err(sql(&format!("open {}", path.display())))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(sql("set the busy timeout"))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql("switch to WAL"))?;
+        // The first openers of a new database race to switch it to WAL, and SQLite
+        // answers that race with BUSY at once, not through the busy timeout.
+        let mut tries = 0;
+        while let Err(e) = conn.pragma_update(None, "journal_mode", "WAL") {
+            let busy = e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy);
+            tries += 1;
+            if !busy || tries == 200 {
+                return Err(sql("switch to WAL")(e));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sql("set synchronous"))?;
         conn.execute_batch(SCHEMA)

@@ -14,14 +14,20 @@
 //! its child), starts it, tells the parent the init's PID, and execs
 //! `onggi-monitor` with the pipes' read ends: the monitor writes the logs, waits
 //! for the init and records its exit, then runs `onggi __exited ID`, which
-//! records it in the database and releases what the container held. A container
-//! whose monitor is gone (killed) is found so by the next command, which stops
-//! it and records why.
+//! records it in the database and releases what the container held, then applies
+//! the restart policy ([`restart`]). A container whose monitor is gone (killed) is
+//! found so by the next command, which stops it, records why and runs that hook
+//! itself. One command at a time changes a container's lifecycle (`lock.rs`); what a
+//! killed command left half-made is swept or settled by the next (`sweep.rs`).
 
 mod attach;
 pub mod exec;
 pub mod files;
+mod init;
+mod lock;
 mod ops;
+pub mod restart;
+mod sweep;
 
 use std::fs;
 use std::io::{Read, Write};
@@ -139,6 +145,7 @@ impl Engine {
         let dir = self.dir(&id);
         let made = (|| {
             fs::create_dir_all(dir.join("rootfs")).step(|| format!("create {}", dir.display()))?;
+            let _lock = self.lock(&id)?;
             let config = onggi_image::bundle::image_config(&self.store, &image)?;
             // Names in -u are looked up in the image's own /etc/passwd (its top layer that has one).
             let etc = image
@@ -149,6 +156,7 @@ impl Engine {
                 .find(|p| p.join("etc/passwd").exists())
                 .unwrap_or_else(|| dir.join("rootfs"));
             let spec = crate::spec::config_json(&config, Path::new("rootfs"), &etc, &id, o)?;
+            let spec = init::apply(spec, o.init, &self.bin_dir)?;
             let data = serde_json::to_vec_pretty(&spec).expect("spec serializes");
             fs::write(dir.join("config.json"), data)
                 .step(|| format!("write {}/config.json", dir.display()))?;
@@ -184,6 +192,7 @@ impl Engine {
     /// `start`: mount the root filesystem, create and start the container under its
     /// monitor. Returns the record with the init's PID.
     pub fn start(&self, what: &str) -> Result<Record> {
+        let _lock = self.lock(&self.db.find(what)?.id)?;
         let mut rec = self.refresh(self.db.find(what)?)?;
         match rec.state {
             State::Created | State::Exited => {}
@@ -348,13 +357,23 @@ impl Engine {
 
     /// Bring `rec` up to date: a running container whose monitor recorded its
     /// exit, or whose monitor is gone, is stopped and cleaned up now.
-    pub fn refresh(&self, mut rec: Record) -> Result<Record> {
+    pub fn refresh(&self, rec: Record) -> Result<Record> {
+        if !matches!(rec.state, State::Running | State::Paused) {
+            return self.settle(rec);
+        }
+        if !self.exit_file(&rec.id).exists() && self.monitor_alive(&rec) {
+            return Ok(rec);
+        }
+        // Record the exit once: another command, or the restart policy, may be at it.
+        let _lock = self.lock(&rec.id)?;
+        let mut rec = self.db.find(&rec.id)?;
         if !matches!(rec.state, State::Running | State::Paused) {
             return Ok(rec);
         }
         let exit = fs::read(self.exit_file(&rec.id))
             .ok()
             .and_then(|d| serde_json::from_slice::<ExitFile>(&d).ok());
+        let monitor_died = exit.is_none();
         if let Some(x) = exit {
             rec.exit_code = Some(x.exit_code);
             rec.finished_at = Some(x.finished_at);
@@ -371,6 +390,10 @@ impl Engine {
         rec.monitor_pid = None;
         rec.monitor_start = None;
         self.db.update(&rec)?;
+        if monitor_died {
+            // A dead monitor ran no exit hook (restart policy, --rm): run it now.
+            self.run_exit_hook(&rec);
+        }
         Ok(rec)
     }
 
@@ -391,20 +414,28 @@ impl Engine {
         let _ = fs::remove_file(self.exit_file(id));
     }
 
-    /// What the monitor runs after writing the exit file: record the exit.
-    pub fn exited(&self, id: &str) -> Result<()> {
+    /// What the monitor runs after writing the exit file: record the exit (and
+    /// remove a `--rm` container). True when the restart policy wants the container
+    /// started again, which [`Engine::restart_by_policy`] does.
+    pub fn exited(&self, id: &str) -> Result<bool> {
         let rec = self.refresh(self.db.find(id)?)?;
         if rec.config["auto_remove"] == true {
             self.remove(&rec.id, true)?;
+            return Ok(false);
         }
-        Ok(())
+        self.restart_due(&rec)
     }
 
     /// Every container (refreshed), newest first; with `all`, the stopped ones too.
     pub fn list(&self, all: bool) -> Result<Vec<Record>> {
         let mut out = Vec::new();
-        for r in self.db.list()? {
-            let r = self.refresh(r)?;
+        let rows = self.db.list()?;
+        self.sweep(&rows);
+        for r in rows {
+            let r = match self.refresh(r) {
+                Err(Error::NoSuchContainer(_)) => continue, // removed meanwhile
+                r => r?,
+            };
             if all || matches!(r.state, State::Running | State::Paused) {
                 out.push(r);
             }
@@ -426,6 +457,7 @@ impl Engine {
                 reason: "it is not running".into(),
             });
         }
+        self.ended_by_user(&rec.id, Some(signal))?;
         self.signal(&rec, signal)?;
         Ok(rec)
     }
@@ -441,13 +473,16 @@ impl Engine {
             if limit.is_some_and(|l| start.elapsed() >= l) {
                 return Ok(rec);
             }
-            std::thread::sleep(std::time::Duration::from_millis(5));
+            // A killed init is recorded within milliseconds: look often at first.
+            let quick = start.elapsed() < std::time::Duration::from_millis(50);
+            std::thread::sleep(std::time::Duration::from_millis(if quick { 1 } else { 5 }));
         }
     }
 
     /// `stop`: SIGTERM, then SIGKILL after `timeout`.
     pub fn stop(&self, what: &str, timeout: std::time::Duration) -> Result<Record> {
         let rec = self.find(what)?;
+        self.ended_by_user(&rec.id, None)?;
         if !matches!(rec.state, State::Running | State::Paused) {
             return Ok(rec);
         }
@@ -463,6 +498,7 @@ impl Engine {
     /// `rm`: remove a stopped container (a running one only with `force`, which kills it).
     pub fn remove(&self, what: &str, force: bool) -> Result<Record> {
         let rec = self.find(what)?;
+        self.ended_by_user(&rec.id, None)?;
         let rec = if matches!(rec.state, State::Running | State::Paused) {
             if !force {
                 return Err(Error::WrongState {

@@ -133,6 +133,12 @@ pub struct RunOptions {
     /// `-t`: the process gets a terminal.
     #[serde(default)]
     pub tty: bool,
+    /// `--restart`: what happens when the container's init exits.
+    #[serde(default)]
+    pub restart: crate::engine::restart::RestartPolicy,
+    /// `--init`: run the process under `onggi-init`, a reaper as PID 1.
+    #[serde(default)]
+    pub init: bool,
 }
 
 /// `--memory`'s value: a number with an optional b, k, m, g suffix.

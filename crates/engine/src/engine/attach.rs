@@ -20,6 +20,8 @@ impl Engine {
     /// Run the created container `rec` attached to this process's stdio (its
     /// terminal, with `process.terminal` set in its config); its exit code.
     pub fn run_attached(&self, rec: &Record) -> Result<i32> {
+        // As `start`: held until the record says running (see `sweep`).
+        let lock = self.lock(&rec.id)?;
         let mut rec = self.refresh(self.db.find(&rec.id)?)?;
         let image = self.store.resolve(&rec.image)?;
         let dir = self.dir(&rec.id);
@@ -27,9 +29,11 @@ impl Engine {
         let me = Pid::this();
         rec.state = State::Running;
         rec.monitor_pid = Some(me.as_raw());
-        rec.monitor_start = onggi_runtime::state::read_start_time(Path::new("/proc"), me).map(|s| s.1);
+        rec.monitor_start =
+            onggi_runtime::state::read_start_time(Path::new("/proc"), me).map(|s| s.1);
         rec.started_at = Some(onggi_runtime::state::rfc3339_now());
         self.db.update(&rec)?;
+        drop(lock);
         let opts = CreateOpts {
             id: rec.id.clone(),
             bundle: dir.clone(),
