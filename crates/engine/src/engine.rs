@@ -1,5 +1,8 @@
 //! The engine's operations on containers: create, start (under a monitor), stop,
-//! kill, rm, ps, logs, wait, inspect. The runtime is called as a library.
+//! kill, rm, ps, logs, wait, inspect here; run -i/-t in `attach`, exec in
+//! [`exec`], pause/unpause in `ops`, export and cp in [`files`], restart policies
+//! in [`restart`], --init in `init`, the per-container lock in `lock`, the sweep of
+//! half-made containers in `sweep`. The runtime is called as a library.
 //!
 //! ```text
 //! DATA/engine.db                 container metadata (SQLite, WAL)
