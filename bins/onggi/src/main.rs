@@ -78,7 +78,10 @@ enum SaveAs {
     OciArchive,
 }
 
+/// `defer`: a subcommand's arguments are built only when it is used (building
+/// them all is most of a start-up, and `run` starts the binary twice).
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 enum Command {
     #[command(flatten)]
     Container(containers::ContainerCommand),
