@@ -358,29 +358,14 @@ fn state_root(given: Option<&Path>) -> Result<PathBuf> {
     }
 }
 
-/// The subcommand on a command line, found without clap: the first word that is
-/// neither an option nor the value of a global option that takes one.
+/// The subcommand on a command line, found without clap (see
+/// `onggi_runtime::exe::subcommand_word`).
 fn subcommand_word(args: impl Iterator<Item = std::ffi::OsString>) -> Option<String> {
-    let mut args = args.skip(1).peekable();
-    while let Some(arg) = args.next() {
-        let word = arg.into_string().ok()?;
-        match word.strip_prefix("--") {
-            Some("") => return None,
-            Some("root" | "log" | "log-format" | "criu") => {
-                args.next();
-            }
-            Some("rootless") => {
-                let value = args.peek().and_then(|v| v.to_str());
-                if matches!(value, Some("true" | "false" | "auto" | "1" | "0")) {
-                    args.next();
-                }
-            }
-            Some(_) => {}
-            None if word.starts_with('-') => {}
-            None => return Some(word),
-        }
-    }
-    None
+    let globals = onggi_runtime::exe::GlobalOptions {
+        with_value: &["root", "log", "log-format", "criu"],
+        optional_value: &[("rootless", &["true", "false", "auto", "1", "0"])],
+    };
+    onggi_runtime::exe::subcommand_word(args, globals)
 }
 
 /// The commands that fork a process into a container first re-execute the runtime

@@ -194,6 +194,22 @@ enum ImageCommand {
 }
 
 fn main() -> ExitCode {
+    // The commands that fork containers seal the binary before clap runs, so the
+    // re-execution pays for one parse (run() seals again, a no-op then, as the rule).
+    let globals = onggi_runtime::exe::GlobalOptions {
+        with_value: &["root", "run-root"],
+        optional_value: &[],
+    };
+    let word = onggi_runtime::exe::subcommand_word(std::env::args_os(), globals);
+    if matches!(
+        word.as_deref(),
+        Some("run" | "create" | "start" | "restart" | "exec")
+    ) {
+        if let Err(e) = onggi_runtime::exe::ensure_sealed() {
+            eprintln!("error: {}", onggi_runtime::error::one_line(&e));
+            return ExitCode::from(125);
+        }
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -121,3 +121,44 @@ fn cstrings(items: impl Iterator<Item = Vec<u8>>) -> Result<Vec<CString>> {
         })
         .collect()
 }
+
+/// Global options of a command line, for [`subcommand_word`].
+#[derive(Debug, Clone, Copy)]
+pub struct GlobalOptions<'a> {
+    /// Long options (without `--`) that take the next word as their value.
+    pub with_value: &'a [&'a str],
+    /// Long options whose value is optional: the next word is theirs when it is
+    /// one of the listed values.
+    pub optional_value: &'a [(&'a str, &'a [&'a str])],
+}
+
+/// The subcommand on a command line, found without parsing it: the first word that
+/// is neither an option nor the value of a global option that takes one. The
+/// binaries use it to seal themselves ([`ensure_sealed`]) before their argument
+/// parser starts, so that the re-execution pays for one parse, not two.
+pub fn subcommand_word(
+    args: impl Iterator<Item = std::ffi::OsString>,
+    g: GlobalOptions<'_>,
+) -> Option<String> {
+    let mut args = args.skip(1).peekable();
+    while let Some(arg) = args.next() {
+        let word = arg.into_string().ok()?;
+        match word.strip_prefix("--") {
+            Some("") => return None,
+            Some(opt) if g.with_value.contains(&opt) => {
+                args.next();
+            }
+            Some(opt) => {
+                if let Some((_, values)) = g.optional_value.iter().find(|(o, _)| *o == opt) {
+                    let next = args.peek().and_then(|v| v.to_str());
+                    if next.is_some_and(|v| values.contains(&v)) {
+                        args.next();
+                    }
+                }
+            }
+            None if word.starts_with('-') => {}
+            None => return Some(word),
+        }
+    }
+    None
+}
