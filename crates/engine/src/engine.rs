@@ -142,9 +142,6 @@ impl Engine {
             }
             None => crate::names::generate(&id),
         };
-        if self.db.find(&name).is_ok_and(|r| r.name == name) {
-            return Err(Error::NameInUse(name));
-        }
         let dir = self.dir(&id);
         let made = (|| {
             fs::create_dir_all(dir.join("rootfs")).step(|| format!("create {}", dir.display()))?;
@@ -181,7 +178,8 @@ impl Engine {
                 exit_cause: None,
                 restart_count: 0,
             };
-            // The commit point: before this row, the directory is nobody's.
+            // The commit point: before this row, the directory is nobody's; a name in
+            // use is refused here (UNIQUE), and what was made is removed below.
             self.db.insert(&record)?;
             Ok(record)
         })();
