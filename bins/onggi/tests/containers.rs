@@ -2,100 +2,15 @@
 //! imported into a store in a tempdir, containers run on it, checked from inside
 //! and from the host, and nothing left behind.
 
+mod harness;
+
 use std::fs;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_onggi");
-
-struct T {
-    dir: tempfile::TempDir,
-    names: std::cell::RefCell<Vec<String>>,
-}
-
-#[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+use harness::*;
 
 impl T {
-    /// A store with busybox imported, or `None` (with a note) when not root.
-    fn new(test: &str) -> Option<T> {
-        let root = fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("Uid:"))
-                    .map(|l| l.split_whitespace().nth(2) == Some("0"))
-            })
-            .unwrap_or(false);
-        if !root {
-            eprintln!("skipping {test}: containers need root");
-            return None;
-        }
-        let t = T {
-            dir: tempfile::Builder::new()
-                .prefix("onggi-ctr-t-")
-                .tempdir()
-                .unwrap(),
-            names: Default::default(),
-        };
-        let tar = t.dir.path().join("rootfs.tar");
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/rootfs-tar.sh");
-        assert!(Command::new("bash")
-            .arg(script)
-            .arg(&tar)
-            .status()
-            .unwrap()
-            .success());
-        t.ok(&["import", tar.to_str().unwrap(), "busybox"]);
-        Some(t)
-    }
-
-    fn onggi(&self, args: &[&str]) -> Out {
-        // Output to files: a detached container's monitor must not hold our pipes.
-        let (o, e) = (self.dir.path().join("out"), self.dir.path().join("err"));
-        let st = Command::new(BIN)
-            .arg("--root")
-            .arg(self.dir.path().join("data"))
-            .arg("--run-root")
-            .arg(self.dir.path().join("run"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(fs::File::create(&o).unwrap())
-            .stderr(fs::File::create(&e).unwrap())
-            .status()
-            .unwrap();
-        Out {
-            code: st.code().unwrap_or(-1),
-            stdout: fs::read_to_string(&o).unwrap_or_default(),
-            stderr: fs::read_to_string(&e).unwrap_or_default(),
-        }
-    }
-
-    #[track_caller]
-    fn ok(&self, args: &[&str]) -> Out {
-        let o = self.onggi(args);
-        assert_eq!(o.code, 0, "onggi {args:?}: {o:#?}");
-        o
-    }
-
-    /// A container name unique to this test run, removed on drop.
-    fn name(&self, n: &str) -> String {
-        let name = format!("t{}-{n}", std::process::id());
-        self.names.borrow_mut().push(name.clone());
-        name
-    }
-
-    fn inspect(&self, name: &str) -> Value {
-        let o = self.ok(&["inspect", name]);
-        serde_json::from_str::<Value>(&o.stdout).unwrap()[0].clone()
-    }
-
     fn wait_state(&self, name: &str, want: &str) {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
@@ -111,26 +26,6 @@ impl T {
                 "{name}: state {s}, wanted {want}"
             );
             std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for T {
-    fn drop(&mut self) {
-        for n in self.names.borrow().iter() {
-            let _ = self.onggi(&["rm", "-f", n]);
-        }
-        // Whatever a failed test left mounted under the tempdir.
-        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let dir = self.dir.path().display().to_string();
-        let mut points: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|p| p.starts_with(&dir))
-            .collect();
-        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for p in points {
-            let _ = Command::new("umount").arg("-l").arg(p).status();
         }
     }
 }
