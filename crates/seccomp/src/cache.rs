@@ -4,7 +4,7 @@
 //! version, the architecture and the serialized profile. A file is
 //!
 //! ```text
-//! magic "ONGGISC1" | key (32) | payload length (u64 LE) | SHA-256 of payload (32) | payload
+//! magic "ONGGISC2" | key (32) | payload length (u64 LE) | SHA-256 of payload (32) | payload
 //! payload = flags (u32 LE) | needs listener (u8) | BPF program
 //! ```
 //!
@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{compile, Compiled, Error};
 
-const MAGIC: &[u8; 8] = b"ONGGISC1";
+const MAGIC: &[u8; 8] = b"ONGGISC2";
 const HEADER_LEN: usize = 8 + 32 + 8 + 32;
 
 /// [`compile`], once per profile: the BPF program is kept in `cache_dir` (created

@@ -150,6 +150,13 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Compiled, Error> {
     )?;
     let mut ctx =
         ScmpFilterContext::new(default).map_err(|e| seccomp_err("create the filter", ROOT, e))?;
+    // A binary tree by syscall number, not libseccomp's default list of ifs: the
+    // kernel runs the filter once per syscall number and architecture when it is
+    // loaded (to cache which ones are always allowed), so for an allow-list of ~350
+    // syscalls (Docker's profile) this makes loading several times cheaper, and each
+    // filtered syscall O(log n).
+    ctx.set_ctl_optimize(2)
+        .map_err(|e| seccomp_err("set the binary tree optimization", ROOT, e))?;
     for (i, arch) in s.architectures().iter().flatten().enumerate() {
         let field = format!("{ROOT}.architectures[{i}]");
         let arch = scmp_arch(*arch, &field)?;
