@@ -33,7 +33,7 @@ pub mod restart;
 mod sweep;
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -239,14 +239,19 @@ impl Engine {
                 };
                 let _ = nix::unistd::write(
                     &ready_w,
-                    format!("err {}", onggi_runtime::error::one_line(&e)).as_bytes(),
+                    format!("err {}\n", onggi_runtime::error::one_line(&e)).as_bytes(),
                 );
                 std::process::exit(1)
             }
             onggi_sys::Forked::Parent(monitor) => {
                 drop(ready_w);
+                // One line, "ok PID" or "err MESSAGE": not to EOF, which comes only
+                // when the monitor has exec'd.
                 let mut msg = String::new();
-                let _ = fs::File::from(ready_r).read_to_string(&mut msg);
+                let _ = std::io::BufRead::read_line(
+                    &mut std::io::BufReader::new(fs::File::from(ready_r)),
+                    &mut msg,
+                );
                 if let Some(pid) = msg.strip_prefix("ok ") {
                     let pid = pid.trim().parse().unwrap_or(0);
                     return Ok((pid, monitor));
@@ -306,13 +311,13 @@ impl Engine {
             no_new_keyring: false,
             preserve_fds: 0,
         };
-        self.runtime.create(&opts)?;
-        // The monitor itself must not hold the write ends: EOF comes when the container's last writer goes.
+        // The monitor itself must not hold the write ends: EOF comes when the
+        // container's last writer goes. The init has its own copies by now.
+        let started = self.runtime.run_detached(&opts);
         dup2_stdout(null.as_fd()).step(|| "dup2 stdout")?;
         dup2_stderr(null.as_fd()).step(|| "dup2 stderr")?;
-        let pid = self.runtime.state(id)?.pid;
-        self.runtime.start(id)?;
-        nix::unistd::write(ready, format!("ok {pid}").as_bytes())
+        let pid = started?.as_raw();
+        nix::unistd::write(ready, format!("ok {pid}\n").as_bytes())
             .step(|| "report the init's pid")?;
         let monitor = self.bin_dir.join("onggi-monitor");
         let onggi = self.bin_dir.join("onggi");

@@ -86,7 +86,8 @@ pub struct ExecOpts {
 
 /// What `create` leaves for `run`: the container, its init, and the channel to it.
 struct Launched {
-    locked: Locked,
+    /// Held until the container is started (`None` after).
+    locked: Option<Locked>,
     record: Record,
     channel: Channel,
     pid: Pid,
@@ -296,7 +297,7 @@ impl Runtime {
             pid: None,
         };
 
-        let hier = Hierarchies::host()?;
+        let hier = self.hierarchies()?;
         // Only resolved here; the directories are made after the clone, while the
         // init does its first mounts (see `bootstrap`).
         let cgroup = Cgroup::new(&hier, &plan.cgroups_path, &own_cgroup(&plan.cgroups_path))?;
@@ -399,7 +400,7 @@ impl Runtime {
         let cgroup = undo.cgroup.take();
         drop(undo);
         Ok(Launched {
-            locked,
+            locked: Some(locked),
             record,
             channel: parent,
             pid,
@@ -514,43 +515,56 @@ impl Runtime {
 
     /// `run`: create and start; in the foreground, forward signals to the container
     /// and return its exit code once it has exited and been deleted. `detach` returns
-    /// right after start.
+    /// right after start (see [`Runtime::run_detached`]).
     pub fn run(&self, o: &CreateOpts, detach: bool) -> Result<i32> {
+        if detach {
+            return self.run_detached(o).map(|_| 0);
+        }
         let old_mask = current_mask()?;
-        let r = self.run_with_blocked_signals(o, detach);
+        let r = self.run_foreground(o);
         restore_mask(&old_mask);
         r
     }
 
-    fn run_with_blocked_signals(&self, o: &CreateOpts, detach: bool) -> Result<i32> {
-        let mode = if detach {
-            Launch::Detached
-        } else {
-            Launch::Foreground
-        };
-        let Launched {
-            locked,
-            record,
-            channel,
-            pid,
-            cgroup,
-            console_rx,
-        } = self.launch(o, mode)?;
-        let started = channel
+    /// `run -d`: create and start, in one go (no exec fifo, no second look at the
+    /// state); returns the init's PID once it runs the container's program.
+    pub fn run_detached(&self, o: &CreateOpts) -> Result<Pid> {
+        let old_mask = current_mask()?;
+        let r = self.launch_and_start(o, Launch::Detached).map(|l| l.pid);
+        restore_mask(&old_mask);
+        r
+    }
+
+    /// Launch in a `run` mode and start: when this returns, the init has exec'd the
+    /// program (else the container is deleted again) and poststart hooks have run.
+    fn launch_and_start(&self, o: &CreateOpts, mode: Launch) -> Result<Launched> {
+        let mut l = self.launch(o, mode)?;
+        let started = l
+            .channel
             .send(&Msg::Start)
             .step(|| "send Start to the init")
-            .and_then(|()| wait_for_exec(&channel));
-        // Others (state, kill, delete) may act on the container while it runs.
-        drop(locked);
+            .and_then(|()| wait_for_exec(&l.channel));
+        // Others (state, kill, delete, a poststart hook) may act on it from now on.
+        drop(l.locked.take());
         if let Err(e) = started {
             let _ = self.delete(&o.id, true);
             return Err(e);
         }
-        let st = serde_json::to_vec(&record.oci_state(Status::Running)).expect("state serializes");
-        hooks::run_all_warn("poststart", &record.poststart, &st);
-        if detach {
-            return Ok(0);
-        }
+        let st =
+            serde_json::to_vec(&l.record.oci_state(Status::Running)).expect("state serializes");
+        hooks::run_all_warn("poststart", &l.record.poststart, &st);
+        Ok(l)
+    }
+
+    fn run_foreground(&self, o: &CreateOpts) -> Result<i32> {
+        let Launched {
+            record,
+            channel: _channel,
+            pid,
+            cgroup,
+            console_rx,
+            ..
+        } = self.launch_and_start(o, Launch::Foreground)?;
         // The init sent the master before Ready, so it is waiting in the socket.
         let code = match console_rx.as_ref().map(console::recv_master).transpose() {
             Ok(master) => forward_and_wait(pid, master),
@@ -577,11 +591,20 @@ impl Runtime {
         })
     }
 
+    /// The host's cgroup hierarchies, detected once per change of what is mounted
+    /// under the cgroup root (see [`Hierarchies::host_cached`]), the cache kept in
+    /// the state root.
+    fn hierarchies(&self) -> Result<Hierarchies> {
+        Ok(Hierarchies::host_cached(
+            &self.store.join(".cgroup-mounts"),
+        )?)
+    }
+
     fn cgroup_of(&self, rec: &Record) -> Option<Cgroup> {
         if rec.cgroups_path.is_empty() {
             return None;
         }
-        let h = Hierarchies::host().ok()?;
+        let h = self.hierarchies().ok()?;
         let cg = Cgroup::new(&h, &rec.cgroups_path, &own_cgroup(&rec.cgroups_path)).ok()?;
         cg.set_owned_parents(rec.cgroup_owned_parents);
         Some(cg)
