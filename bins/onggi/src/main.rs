@@ -201,10 +201,7 @@ fn main() -> ExitCode {
         optional_value: &[],
     };
     let word = onggi_runtime::exe::subcommand_word(std::env::args_os(), globals);
-    if matches!(
-        word.as_deref(),
-        Some("run" | "create" | "start" | "restart" | "exec")
-    ) {
+    if matches!(word.as_deref(), Some("run" | "start" | "restart" | "exec")) {
         if let Err(e) = onggi_runtime::exe::ensure_sealed() {
             eprintln!("error: {}", onggi_runtime::error::one_line(&e));
             return ExitCode::from(125);
@@ -248,7 +245,8 @@ fn run(cli: &Cli) -> Result<u8> {
     if let Command::Container(c) = &cli.command {
         use containers::ContainerCommand as C;
         // The engine forks container inits: seal the binary first (CVE-2019-5736).
-        if matches!(c, C::Run { .. } | C::Create { .. } | C::Start { .. }) {
+        // (`create` only records the container: its init is forked by `start`.)
+        if matches!(c, C::Run { .. } | C::Start { .. } | C::Restart { .. }) {
             onggi_runtime::exe::ensure_sealed()?;
         }
         return containers::run(&open_engine(cli)?, c);
