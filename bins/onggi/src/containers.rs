@@ -71,10 +71,12 @@ pub struct RunArgs {
     /// none (only loopback, the default until bridge networking) or host.
     #[arg(long, default_value = "none", value_parser = ["none", "host"])]
     network: String,
-    /// Keep stdin open: the container reads this command's standard input.
+    /// Keep stdin open: the container reads this command's standard input (with
+    /// -d: a pipe nobody writes to, so a shell waits instead of exiting).
     #[arg(short, long)]
     interactive: bool,
-    /// Give the container a terminal (this command's, relayed).
+    /// Give the container a terminal: this command's, relayed; with -d a pty whose
+    /// output goes to the log (`onggi run -dit busybox sh`, then `onggi exec`).
     #[arg(short, long)]
     tty: bool,
     /// no, on-failure[:N], always or unless-stopped: start the container again when
@@ -147,6 +149,7 @@ impl RunArgs {
                 Network::None
             },
             tty: self.tty,
+            interactive: self.interactive,
             restart: self.restart.parse()?,
             init: self.init,
         })
@@ -348,13 +351,8 @@ fn run_container(engine: &Engine, args: &RunArgs, detach: bool, rm: bool) -> Res
     if rm && opts.restart != RestartPolicy::No {
         anyhow::bail!("conflicting options: --restart and --rm");
     }
-    if detach && (args.tty || args.interactive) {
-        anyhow::bail!(
-            "-d with -i/-t is not supported yet: a detached container has no terminal to attach to"
-        );
-    }
     let rec = engine.create(&args.image, args.name.as_deref(), &opts, rm && detach)?;
-    if args.tty || args.interactive {
+    if !detach && (args.tty || args.interactive) {
         // Attached: this process is the container's parent and its terminal's relay.
         let code = engine.run_attached(&rec);
         if rm {

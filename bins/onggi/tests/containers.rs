@@ -331,12 +331,36 @@ fn interactive_and_terminal_runs() {
         out.contains("/dev/pts/0\nin-42\n") && out.contains("rc=4"),
         "{out}"
     );
-    let o = t.onggi(&["run", "-d", "-t", "busybox", "sh"]);
-    assert!(
-        o.code == 125 && o.stderr.contains("not supported yet"),
-        "{o:#?}"
-    );
     assert_eq!(t.ok(&["ps", "-a", "-q"]).stdout, "", "--rm removed both");
+
+    // Detached: -t gets a pty whose master the monitor logs and holds; -i a stdin
+    // that stays open. A shell then waits for input instead of exiting (Docker's
+    // `run -dit`), and exec works in it.
+    let (dit, di, dt) = (t.name("dit"), t.name("di"), t.name("dt"));
+    t.ok(&["run", "-dit", "--name", &dit, "busybox", "sh"]);
+    t.ok(&["run", "-di", "--name", &di, "busybox", "sh"]);
+    t.ok(&[
+        "run",
+        "-dt",
+        "--name",
+        &dt,
+        "busybox",
+        "sh",
+        "-c",
+        "tty; echo out-$((2*3))",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let running = t.ok(&["ps"]).stdout;
+    assert!(running.contains(&dit) && running.contains(&di), "{running}");
+    let stdin = |n: &str| t.ok(&["exec", n, "readlink", "/proc/1/fd/0"]).stdout;
+    assert_eq!(stdin(&dit), "/dev/pts/0\n");
+    assert!(stdin(&di).starts_with("pipe:"), "{}", stdin(&di));
+    assert!(t.ok(&["logs", &dit]).stdout.contains("built-in shell"));
+    let exited = t.ok(&["wait", &dt]).stdout;
+    assert_eq!(exited, "0\n");
+    assert_eq!(t.ok(&["logs", &dt]).stdout, "/dev/pts/0\r\nout-6\r\n");
+    t.ok(&["rm", "-f", &dit, &di, &dt]);
+    assert_eq!(t.ok(&["ps", "-a", "-q"]).stdout, "");
 }
 
 /// Containers get podman's default seccomp profile (resolved for their

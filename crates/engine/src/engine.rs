@@ -203,7 +203,7 @@ impl Engine {
         let dir = self.dir(&rec.id);
         rootfs::mount_image(&self.store, &image, &dir)?;
         let _ = fs::remove_file(self.exit_file(&rec.id));
-        let started = self.spawn_monitor(&rec.id, &dir);
+        let started = self.spawn_monitor(&rec, &dir);
         let (pid, monitor) = match started {
             Ok(p) => p,
             Err(e) => {
@@ -226,14 +226,15 @@ impl Engine {
 
     /// Fork the monitor: it creates and starts the container and execs
     /// `onggi-monitor`. Returns (init PID, monitor PID) once the init runs.
-    fn spawn_monitor(&self, id: &str, dir: &Path) -> Result<(i32, Pid)> {
+    fn spawn_monitor(&self, rec: &Record, dir: &Path) -> Result<(i32, Pid)> {
+        let id = rec.id.as_str();
         let (ready_r, ready_w) = cloexec_pipe()?;
         let exit_dir = self.roots.run.join("containers").join(id);
         fs::create_dir_all(&exit_dir).step(|| format!("create {}", exit_dir.display()))?;
         match onggi_sys::clone_fork(0).step(|| "fork the monitor")? {
             onggi_sys::Forked::Child => {
                 drop(ready_r);
-                let e = match self.become_monitor(id, dir, &ready_w) {
+                let e = match self.become_monitor(rec, dir, &ready_w) {
                     Ok(never) => match never {},
                     Err(e) => e,
                 };
@@ -280,13 +281,23 @@ impl Engine {
 
     /// In the forked child: session, subreaper, stdio on pipes, create, start,
     /// report, exec the monitor.
+    ///
+    /// The init's stdin is /dev/null, or with `-i` a pipe whose write end the
+    /// monitor holds as its own stdin (never writing: the program sees no EOF, as
+    /// under Docker without an attached client). Its stdout and stderr are pipes
+    /// the monitor logs; with `-t` the pty's slave instead, and the monitor logs
+    /// (and holds) the master.
     fn become_monitor(
         &self,
-        id: &str,
+        rec: &Record,
         dir: &Path,
         ready: &OwnedFd,
     ) -> Result<std::convert::Infallible> {
+        use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout};
         use std::os::fd::AsFd;
+        let id = rec.id.as_str();
+        let option = |name: &str| rec.config["options"][name] == true;
+        let (interactive, tty) = (option("interactive"), option("tty"));
         nix::unistd::setsid().step(|| "setsid")?;
         nix::sys::prctl::set_child_subreaper(true).step(|| "become a child subreaper")?;
         let null = fs::File::options()
@@ -294,14 +305,24 @@ impl Engine {
             .write(true)
             .open("/dev/null")
             .step(|| "open /dev/null")?;
-        let (out_r, out_w) = cloexec_pipe()?;
-        let (err_r, err_w) = cloexec_pipe()?;
-        // The init inherits fds 0-2: stdin /dev/null, stdout and stderr the pipes.
-        use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout};
-        dup2_stdin(null.as_fd()).step(|| "dup2 stdin")?;
-        dup2_stdout(out_w.as_fd()).step(|| "dup2 stdout")?;
-        dup2_stderr(err_w.as_fd()).step(|| "dup2 stderr")?;
-        drop((out_w, err_w));
+        let stdin_w = if interactive && !tty {
+            let (r, w) = cloexec_pipe()?;
+            dup2_stdin(r.as_fd()).step(|| "dup2 stdin")?;
+            Some(w)
+        } else {
+            dup2_stdin(null.as_fd()).step(|| "dup2 stdin")?;
+            None
+        };
+        let logged = if tty {
+            None
+        } else {
+            // The init inherits fds 1 and 2: the pipes' write ends.
+            let (out_r, out_w) = cloexec_pipe()?;
+            let (err_r, err_w) = cloexec_pipe()?;
+            dup2_stdout(out_w.as_fd()).step(|| "dup2 stdout")?;
+            dup2_stderr(err_w.as_fd()).step(|| "dup2 stderr")?;
+            Some((out_r, err_r))
+        };
         let opts = CreateOpts {
             id: id.to_owned(),
             bundle: dir.to_path_buf(),
@@ -316,12 +337,27 @@ impl Engine {
         let started = self.runtime.run_detached(&opts);
         dup2_stdout(null.as_fd()).step(|| "dup2 stdout")?;
         dup2_stderr(null.as_fd()).step(|| "dup2 stderr")?;
-        let pid = started?.as_raw();
+        let (pid, master) = started?;
+        let pid = pid.as_raw();
+        match &stdin_w {
+            Some(w) => dup2_stdin(w.as_fd()).step(|| "dup2 the stdin pipe for the monitor")?,
+            None => dup2_stdin(null.as_fd()).step(|| "dup2 stdin")?,
+        }
+        let (out_r, err_r) = match (logged, master) {
+            (Some((o, e)), _) => (o, Some(e)),
+            (None, Some(m)) => (m, None),
+            (None, None) => {
+                return Err(Error::WrongState {
+                    id: id.to_owned(),
+                    reason: "-t: the runtime sent no pty master".into(),
+                })
+            }
+        };
         nix::unistd::write(ready, format!("ok {pid}\n").as_bytes())
             .step(|| "report the init's pid")?;
         let monitor = self.bin_dir.join("onggi-monitor");
         let onggi = self.bin_dir.join("onggi");
-        let args: Vec<String> = vec![
+        let mut args: Vec<String> = vec![
             "onggi-monitor".into(),
             "--id".into(),
             id.into(),
@@ -333,8 +369,12 @@ impl Engine {
             self.log_file(id).display().to_string(),
             "--stdout-fd".into(),
             out_r.as_raw_fd().to_string(),
-            "--stderr-fd".into(),
-            err_r.as_raw_fd().to_string(),
+        ];
+        if let Some(e) = &err_r {
+            args.extend(["--stderr-fd".into(), e.as_raw_fd().to_string()]);
+        }
+        // Last: the exit hook takes the rest of the line.
+        args.extend([
             "--on-exit".into(),
             onggi.display().to_string(),
             "--root".into(),
@@ -343,8 +383,8 @@ impl Engine {
             self.roots.run.display().to_string(),
             "__exited".into(),
             id.into(),
-        ];
-        for fd in [&out_r, &err_r] {
+        ]);
+        for fd in std::iter::once(&out_r).chain(&err_r) {
             nix::fcntl::fcntl(
                 fd,
                 nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),

@@ -133,6 +133,9 @@ pub struct RunOptions {
     /// `-t`: the process gets a terminal.
     #[serde(default)]
     pub tty: bool,
+    /// `-i`: the process's stdin stays open (detached: a pipe nobody writes to).
+    #[serde(default)]
+    pub interactive: bool,
     /// `--restart`: what happens when the container's init exits.
     #[serde(default)]
     pub restart: crate::engine::restart::RestartPolicy,

@@ -103,6 +103,9 @@ enum Launch {
     Create,
     /// `run -d`: started by message, then left running.
     Detached,
+    /// `run -d` for a caller that keeps the terminal (the engine's monitor): as
+    /// `Detached`, and the pty master comes back to the caller.
+    Background,
     /// `run`: started by message, waited for, and its terminal relayed.
     Foreground,
 }
@@ -287,7 +290,7 @@ impl Runtime {
         let (console, console_rx) = terminal_channel(
             process.terminal,
             o.console_socket.as_deref(),
-            mode == Launch::Foreground,
+            matches!(mode, Launch::Foreground | Launch::Background),
         )?;
 
         let locked = self.store().create_dir(&o.id)?;
@@ -517,20 +520,31 @@ impl Runtime {
     /// and return its exit code once it has exited and been deleted. `detach` returns
     /// right after start (see [`Runtime::run_detached`]).
     pub fn run(&self, o: &CreateOpts, detach: bool) -> Result<i32> {
-        if detach {
-            return self.run_detached(o).map(|_| 0);
-        }
         let old_mask = current_mask()?;
-        let r = self.run_foreground(o);
+        let r = if detach {
+            self.launch_and_start(o, Launch::Detached).map(|_| 0)
+        } else {
+            self.run_foreground(o)
+        };
         restore_mask(&old_mask);
         r
     }
 
-    /// `run -d`: create and start, in one go (no exec fifo, no second look at the
-    /// state); returns the init's PID once it runs the container's program.
-    pub fn run_detached(&self, o: &CreateOpts) -> Result<Pid> {
+    /// `run -d` as a library call, for a caller that keeps the container's terminal
+    /// itself (the engine's monitor): create and start in one go (no exec fifo, no
+    /// second look at the state). Returns the init's PID once it runs the program
+    /// and, when `process.terminal` is set and no console socket is given, the pty
+    /// master.
+    pub fn run_detached(&self, o: &CreateOpts) -> Result<(Pid, Option<OwnedFd>)> {
         let old_mask = current_mask()?;
-        let r = self.launch_and_start(o, Launch::Detached).map(|l| l.pid);
+        let r = self.launch_and_start(o, Launch::Background).and_then(|l| {
+            // The init sent the master before Ready: it is waiting in the socket.
+            let master = l.console_rx.as_ref().map(console::recv_master).transpose();
+            if master.is_err() {
+                let _ = self.delete(&o.id, true);
+            }
+            Ok((l.pid, master?))
+        });
         restore_mask(&old_mask);
         r
     }
