@@ -558,11 +558,17 @@ fn command_of(r: &Record) -> String {
 fn status(r: &Record) -> String {
     match r.state {
         State::Created => "Created".into(),
-        State::Running => format!(
-            "Up {}",
-            crate::ago(r.started_at.as_deref().unwrap_or(&r.created)).trim_end_matches(" ago")
-        ),
-        State::Paused => "Up (Paused)".into(),
+        State::Running | State::Paused => {
+            let started = r.started_at.as_deref().unwrap_or(&r.created);
+            let up =
+                crate::since(started).map_or_else(|| started.to_owned(), crate::human_duration);
+            let paused = if r.state == State::Paused {
+                " (Paused)"
+            } else {
+                ""
+            };
+            format!("Up {up}{paused}")
+        }
         State::Exited => format!(
             "Exited ({}) {}",
             r.exit_code.unwrap_or(0),

@@ -635,30 +635,38 @@ fn human_size(n: u64) -> String {
 
 /// An RFC 3339 UTC time as "N units ago".
 pub(crate) fn ago(created: &str) -> String {
-    let Some(then) = parse_rfc3339(created) else {
-        return created.to_owned();
-    };
+    match since(created) {
+        Some(s) => human_duration(s) + " ago",
+        None => created.to_owned(),
+    }
+}
+
+/// Seconds from an RFC 3339 time to now (0 for a time ahead of the clock).
+pub(crate) fn since(time: &str) -> Option<i64> {
+    let then = parse_rfc3339(time)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let s = (now - then).max(0);
-    match s {
-        0..=59 => "Less than a minute ago".into(),
-        60..=3599 => plural(s / 60, "minute"),
-        3600..=86399 => plural(s / 3600, "hour"),
-        86400..=604_799 => plural(s / 86400, "day"),
-        604_800..=2_591_999 => plural(s / 604_800, "week"),
-        2_592_000..=31_535_999 => plural(s / 2_592_000, "month"),
-        _ => plural(s / 31_536_000, "year"),
-    }
+    Some((now - then).max(0))
 }
 
-fn plural(n: i64, unit: &str) -> String {
-    if n == 1 {
-        format!("{} {unit} ago", if unit == "hour" { "An" } else { "1" })
-    } else {
-        format!("{n} {unit}s ago")
+/// A duration in seconds the way Docker says it (go-units' HumanDuration): "Less
+/// than a second", "5 seconds", "About a minute", "3 hours", "2 weeks"...
+pub(crate) fn human_duration(s: i64) -> String {
+    let (minutes, hours) = (s / 60, (s + 1800) / 3600);
+    match s {
+        0 => "Less than a second".into(),
+        1 => "1 second".into(),
+        2..=59 => format!("{s} seconds"),
+        _ if minutes == 1 => "About a minute".into(),
+        _ if minutes < 60 => format!("{minutes} minutes"),
+        _ if hours == 1 => "About an hour".into(),
+        _ if hours < 48 => format!("{hours} hours"),
+        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
+        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
+        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
+        _ => format!("{} years", s / 3600 / 24 / 365),
     }
 }
 
@@ -703,6 +711,40 @@ mod tests {
         assert_eq!(human_size(1_234_567), "1.235MB");
         assert_eq!(human_size(4_400_000), "4.4MB");
         assert_eq!(parse_rfc3339("1970-01-02T00:00:01Z"), Some(86401));
+        let said: Vec<String> = [
+            0,
+            1,
+            42,
+            90,
+            59 * 60,
+            5399,
+            3 * 3600,
+            47 * 3600,
+            13 * 86400,
+            59 * 86400,
+            400 * 86400,
+            800 * 86400,
+        ]
+        .into_iter()
+        .map(human_duration)
+        .collect();
+        assert_eq!(
+            said,
+            [
+                "Less than a second",
+                "1 second",
+                "42 seconds",
+                "About a minute",
+                "59 minutes",
+                "About an hour",
+                "3 hours",
+                "47 hours",
+                "13 days",
+                "8 weeks",
+                "13 months",
+                "2 years"
+            ]
+        );
         assert_eq!(
             parse_rfc3339("2026-11-22T15:00:00.123456789Z"),
             parse_rfc3339("2026-11-22T16:00:00+01:00")
