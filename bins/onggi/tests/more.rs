@@ -138,6 +138,21 @@ fn exec_runs_in_the_container_with_its_settings_and_exit_code() {
         "echo $FOO $BAR; id -u; id -g; pwd",
     ]);
     assert_eq!(o.stdout, "from-exec b\n1000\n1000\n/tmp\n", "{o:#?}");
+    // A user named (or numbered) gets the groups that list it as a member, as
+    // under Docker; with an explicit group only that one.
+    t.ok(&[
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        "echo wheel:x:10:root,user >> /etc/group",
+    ]);
+    for u in ["user", "1000"] {
+        let o = t.ok(&["exec", "-u", u, &name, "id"]);
+        assert_eq!(o.stdout, "uid=1000(user) gid=1000(user) groups=10(wheel)\n");
+    }
+    let o = t.ok(&["exec", "-u", "user:nogroup", &name, "id"]);
+    assert_eq!(o.stdout, "uid=1000(user) gid=65534(nogroup)\n");
     let o = t.ok(&["exec", "-u", "65534:0", &name, "id"]);
     assert!(
         o.stdout.starts_with("uid=65534(nobody) gid=0(root)"),

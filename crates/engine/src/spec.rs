@@ -334,7 +334,8 @@ pub fn config_json(
     }
     if let Some(u) = &o.user {
         let (uid, gid) = onggi_image::bundle::user_ids(u, host_rootfs)?;
-        p["user"] = json!({ "uid": uid, "gid": gid });
+        let more = onggi_image::bundle::additional_gids(u, host_rootfs);
+        p["user"] = onggi_image::bundle::process_user(uid, gid, &more);
     }
     p["capabilities"] = capabilities(o);
     let caps: Vec<String> =

@@ -47,14 +47,15 @@ pub fn config_json(config: &ImageConfiguration, rootfs: &Path, args: &[String]) 
         .clone()
         .filter(|w| w.starts_with('/'))
         .unwrap_or_else(|| "/".into());
-    let (uid, gid) = user_ids(c.user().as_deref().unwrap_or(""), rootfs)?;
+    let user = c.user().as_deref().unwrap_or("");
+    let (uid, gid) = user_ids(user, rootfs)?;
     let mut spec = onggi_runtime::default_spec::default_spec();
     spec["root"] = json!({ "path": rootfs, "readonly": false });
     spec["process"]["args"] = json!(argv);
     spec["process"]["env"] = json!(env);
     spec["process"]["cwd"] = json!(cwd);
     spec["process"]["terminal"] = json!(false);
-    spec["process"]["user"] = json!({ "uid": uid, "gid": gid });
+    spec["process"]["user"] = process_user(uid, gid, &additional_gids(user, rootfs));
     Ok(spec)
 }
 
@@ -101,6 +102,48 @@ pub fn user_ids(user: &str, rootfs: &Path) -> Result<(u32, u32)> {
     Ok((uid, gid))
 }
 
+/// The supplementary groups of `user` (as [`user_ids`] takes it): the groups of
+/// /etc/group that list the user's name as a member, as Docker and runc give them,
+/// unless the user is given with an explicit group. Empty when nothing is found.
+pub fn additional_gids(user: &str, rootfs: &Path) -> Vec<u32> {
+    if user.is_empty() || user.contains(':') {
+        return Vec::new();
+    }
+    let read = |f: &str| std::fs::read_to_string(rootfs.join(f)).unwrap_or_default();
+    // A number names the user whose id it is.
+    let passwd = read("etc/passwd");
+    let name = passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.first() == Some(&user) || f.get(2) == Some(&user)).then(|| f[0].to_owned())
+    });
+    let Some(name) = name else {
+        return Vec::new();
+    };
+    let mut gids: Vec<u32> = read("etc/group")
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            let members = f.get(3)?;
+            members
+                .split(',')
+                .any(|m| m.trim() == name)
+                .then(|| f.get(2)?.parse().ok())?
+        })
+        .collect();
+    gids.sort_unstable();
+    gids.dedup();
+    gids
+}
+
+/// `process.user` of a spec: ids, and `additionalGids` when there are any.
+pub fn process_user(uid: u32, gid: u32, additional: &[u32]) -> Value {
+    let mut u = json!({ "uid": uid, "gid": gid });
+    if !additional.is_empty() {
+        u["additionalGids"] = json!(additional);
+    }
+    u
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,7 +163,11 @@ mod tests {
             "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/:/bin/sh\n",
         )
         .unwrap();
-        std::fs::write(d.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
+        std::fs::write(
+            d.path().join("etc/group"),
+            "root:x:0:\nstaff:x:50:\nwheel:x:10:root,app\naudio:x:29:bob, app\n",
+        )
+        .unwrap();
         let c = config(
             json!({"Entrypoint": ["/bin/tini", "--"], "Cmd": ["httpd"], "Env": ["A=b"],
             "WorkingDir": "/srv", "User": "app:staff"}),
@@ -140,7 +187,16 @@ mod tests {
             &[],
         )
         .unwrap();
-        assert_eq!(s["process"]["user"], json!({"uid": 1000, "gid": 1001}));
+        // By number or by name, the user gets the groups that list it as a member
+        // (an explicit group, as in "app:staff" above, gives none).
+        assert_eq!(
+            s["process"]["user"],
+            json!({"uid": 1000, "gid": 1001, "additionalGids": [10, 29]})
+        );
+        assert_eq!(additional_gids("app", d.path()), [10, 29]);
+        assert_eq!(additional_gids("root", d.path()), [10]);
+        assert!(additional_gids("app:staff", d.path()).is_empty());
+        assert!(additional_gids("4242", d.path()).is_empty());
         let e = config_json(&config(json!({})), d.path(), &[])
             .unwrap_err()
             .to_string();

@@ -88,7 +88,7 @@ impl Engine {
     /// `-u`'s user and group ids, names looked up in the container's own
     /// /etc/passwd and /etc/group (read inside its root: a symlink there cannot
     /// make us read the host's).
-    fn user_ids(&self, rec: &Record, user: &str) -> Result<(u32, u32)> {
+    fn user_ids(&self, rec: &Record, user: &str) -> Result<(u32, u32, Vec<u32>)> {
         let root = self.container_root(rec)?;
         let scratch = tempfile::tempdir().step(|| "make a temporary directory")?;
         let etc = scratch.path().join("etc");
@@ -100,16 +100,26 @@ impl Engine {
                     .step(|| format!("write {}", etc.join(f).display()))?;
             }
         }
-        onggi_image::bundle::user_ids(user, scratch.path()).map_err(|e| Error::BadOption {
-            flag: format!("-u {user}"),
-            reason: onggi_runtime::error::one_line(&e).replace("image's", "container's"),
-        })
+        let (uid, gid) =
+            onggi_image::bundle::user_ids(user, scratch.path()).map_err(|e| Error::BadOption {
+                flag: format!("-u {user}"),
+                reason: onggi_runtime::error::one_line(&e).replace("image's", "container's"),
+            })?;
+        Ok((
+            uid,
+            gid,
+            onggi_image::bundle::additional_gids(user, scratch.path()),
+        ))
     }
 }
 
 /// The process `exec` runs: the container's `defaults` with `o`'s changes, and
 /// `ids` for `-u`.
-fn exec_process(mut p: Process, o: &ExecOptions, ids: Option<(u32, u32)>) -> Result<Process> {
+fn exec_process(
+    mut p: Process,
+    o: &ExecOptions,
+    ids: Option<(u32, u32, Vec<u32>)>,
+) -> Result<Process> {
     if o.cmd.is_empty() {
         return Err(Error::BadOption {
             flag: "exec".into(),
@@ -136,11 +146,11 @@ fn exec_process(mut p: Process, o: &ExecOptions, ids: Option<(u32, u32)>) -> Res
         }
         p.set_cwd(PathBuf::from(w));
     }
-    if let Some((uid, gid)) = ids {
+    if let Some((uid, gid, more)) = ids {
         let user = p.user_mut();
         user.set_uid(uid);
         user.set_gid(gid);
-        user.set_additional_gids(None);
+        user.set_additional_gids((!more.is_empty()).then_some(more));
         user.set_username(None);
     }
     Ok(p)
@@ -266,7 +276,7 @@ mod tests {
             user: Some("1000".into()),
             detach: false,
         };
-        let p = exec_process(defaults(), &o, Some((1000, 100))).unwrap();
+        let p = exec_process(defaults(), &o, Some((1000, 100, vec![]))).unwrap();
         assert_eq!(
             p.env().as_ref().unwrap(),
             &["PATH=/bin", "B=b", "A=from-exec", "C=c"]
@@ -274,6 +284,8 @@ mod tests {
         assert_eq!(p.cwd(), Path::new("/tmp"));
         assert_eq!((p.user().uid(), p.user().gid()), (1000, 100));
         assert_eq!(p.user().additional_gids(), &None);
+        let p = exec_process(defaults(), &o, Some((1000, 100, vec![10, 29]))).unwrap();
+        assert_eq!(p.user().additional_gids(), &Some(vec![10, 29]));
         let relative = ExecOptions {
             workdir: Some("tmp".into()),
             ..o.clone()
