@@ -222,6 +222,9 @@ fn main() -> ExitCode {
     };
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
+        // The reader of our output went away (`onggi export c | head`): end as a
+        // program killed by SIGPIPE does, quietly (Docker's CLI dies of it).
+        Err(e) if broken_pipe(&e) => ExitCode::from(128 + 13),
         Err(e) => {
             eprintln!("error: {}", render(&e));
             // Docker's codes for the container commands (125, or 126/127 when the
@@ -234,6 +237,14 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// Whether writing our output failed because its reader is gone.
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// The error and its causes on one line (see `onggi_runtime::error::one_line`).

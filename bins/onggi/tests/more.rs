@@ -290,6 +290,18 @@ fn export_writes_the_root_filesystem_and_imports_back() {
     // Running: from its overlay, without what is mounted in its mount namespace.
     let tar = t.path("running.tar");
     t.ok(&["export", "-o", tar.to_str().unwrap(), &name]);
+    // To a reader that goes away: quietly, as a program killed by SIGPIPE (141).
+    let cut = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "{BIN} --root {} --run-root {} export {name} 2>&1 | head -c 1 >/dev/null; \
+             echo ${{PIPESTATUS[0]}}",
+            t.path("data").display(),
+            t.path("run").display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&cut.stdout), "141\n");
     let names = tar_names(&tar);
     for want in [
         "written",
