@@ -135,6 +135,7 @@ impl Engine {
         crate::spec::check(o)?;
         let image = self.store.resolve(image_ref)?;
         let id = crate::names::new_id()?;
+        let generated = name.is_none();
         let name = match name {
             Some(n) => {
                 crate::names::check(n)?;
@@ -161,9 +162,9 @@ impl Engine {
             fs::write(dir.join("config.json"), data)
                 .step(|| format!("write {}/config.json", dir.display()))?;
             self.store.hold(&image.id, &id)?;
-            let record = Record {
+            let mut record = Record {
                 id: id.clone(),
-                name: name.clone(),
+                name,
                 image: image.id.to_string(),
                 image_ref: image_ref.to_owned(),
                 config: serde_json::json!({ "options": o, "auto_remove": auto_remove }),
@@ -179,8 +180,11 @@ impl Engine {
                 restart_count: 0,
             };
             // The commit point: before this row, the directory is nobody's; a name in
-            // use is refused here (UNIQUE), and what was made is removed below.
-            self.db.insert(&record)?;
+            // use is refused here (UNIQUE), and what was made is removed below. A
+            // generated name that is taken (one of 40000: among 100 containers, a
+            // one-in-eight chance) is drawn again, as Docker does.
+            let draw = || Ok(crate::names::generate(&crate::names::new_id()?));
+            insert_drawing_names(&self.db, &mut record, generated.then_some(draw))?;
             Ok(record)
         })();
         if made.is_err() {
@@ -588,7 +592,68 @@ impl Engine {
     }
 }
 
+/// Insert `record`; when its name is taken and `draw` is given (the name was
+/// generated), draw another name and try again (a hundred times at most).
+fn insert_drawing_names(
+    db: &Db,
+    record: &mut Record,
+    mut draw: Option<impl FnMut() -> Result<String>>,
+) -> Result<()> {
+    let mut draws = 0;
+    loop {
+        match (db.insert(record), draw.as_mut()) {
+            (Err(Error::NameInUse(_)), Some(draw)) if draws < 100 => {
+                draws += 1;
+                record.name = draw()?;
+            }
+            (r, _) => return r,
+        }
+    }
+}
+
 /// A pipe whose ends close at exec (the monitor keeps only what it is told to).
 fn cloexec_pipe() -> Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).step(|| "pipe")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, name: &str) -> Record {
+        Record {
+            id: id.into(),
+            name: name.into(),
+            image: "sha256:x".into(),
+            image_ref: "busybox".into(),
+            config: serde_json::json!({}),
+            created: "2026-11-22T00:00:00Z".into(),
+            state: State::Created,
+            pid: None,
+            monitor_pid: None,
+            monitor_start: None,
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            exit_cause: None,
+            restart_count: 0,
+        }
+    }
+
+    #[test]
+    fn a_generated_name_in_use_is_drawn_again_a_given_one_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let db = Db::open(&d.path().join("engine.db")).unwrap();
+        db.insert(&record("a1", "kind_pine_7")).unwrap();
+        db.insert(&record("a2", "kind_pine_8")).unwrap();
+        let mut drawn = ["kind_pine_8", "kind_pine_9"].into_iter();
+        let mut r = record("b1", "kind_pine_7");
+        let draw = || Ok(drawn.next().unwrap().to_owned());
+        insert_drawing_names(&db, &mut r, Some(draw)).unwrap();
+        assert_eq!(db.find("b1").unwrap().name, "kind_pine_9");
+        let mut given = record("c1", "kind_pine_7");
+        let none: Option<fn() -> Result<String>> = None;
+        let e = insert_drawing_names(&db, &mut given, none).unwrap_err();
+        assert!(matches!(e, Error::NameInUse(n) if n == "kind_pine_7"));
+    }
 }
