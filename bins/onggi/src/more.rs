@@ -57,13 +57,15 @@ pub enum MoreCommand {
     /// Copy files between a container (running or not) and the host:
     /// `cp CONTAINER:SRC DEST` or `cp SRC CONTAINER:DEST`. A directory is copied
     /// into an existing directory or becomes a new one; `SRC/.` copies its contents.
+    /// `-` is a tar stream: `cp CONTAINER:SRC -` writes SRC as a tar to standard
+    /// output, `cp - CONTAINER:DIR` unpacks one from standard input into DIR.
     Cp {
         /// Keep the files' owners (else: root in the container, you on the host).
         #[arg(short, long)]
         archive: bool,
-        /// CONTAINER:PATH or a host path.
+        /// CONTAINER:PATH, a host path, or - (a tar on standard input).
         src: String,
-        /// CONTAINER:PATH or a host path.
+        /// CONTAINER:PATH, a host path, or - (a tar on standard output).
         dst: String,
     },
 }
@@ -100,10 +102,21 @@ pub fn run(engine: &Engine, cmd: &MoreCommand) -> Result<u8> {
             export(engine, container, output.as_deref()).map(|()| 0)
         }
         MoreCommand::Cp { archive, src, dst } => {
-            if src == "-" || dst == "-" {
-                anyhow::bail!("cp: tar streams (-) are not supported yet; give paths");
+            let (from, to) = (CopyPath::parse(src), CopyPath::parse(dst));
+            match (src.as_str(), dst.as_str(), &from, &to) {
+                ("-", _, _, CopyPath::Container { container, path }) => {
+                    engine.copy_from_tar(&mut std::io::stdin().lock(), container, path)?
+                }
+                (_, "-", CopyPath::Container { container, path }, _) => {
+                    let mut out = std::io::stdout().lock();
+                    engine.copy_to_tar(container, path, &mut out)?;
+                    out.flush()?;
+                }
+                ("-", _, _, _) | (_, "-", _, _) => {
+                    anyhow::bail!("cp: with -, the other side must be CONTAINER:PATH")
+                }
+                _ => engine.copy(&from, &to, *archive)?,
             }
-            engine.copy(&CopyPath::parse(src), &CopyPath::parse(dst), *archive)?;
             Ok(0)
         }
     }

@@ -485,6 +485,69 @@ fn cp_copies_in_and_out_of_running_and_stopped_containers_and_stays_inside() {
     let o = t.ok(&["exec", &name, "cat", "/leakfile"]);
     assert_eq!(o.stdout, "from the host\n", "the link was replaced inside");
 
+    // Tar streams (-): out, SRC under its own name; in, unpacked into a directory
+    // with the tar's owners; an entry that climbs out of it lands nowhere.
+    fs::create_dir(t.path("streamdir")).unwrap();
+    fs::write(t.path("streamdir/a"), "streamed\n").unwrap();
+    let tar = |args: &[&str]| {
+        let st = Command::new("tar").args(args).status().unwrap();
+        assert!(st.success(), "tar {args:?}");
+    };
+    tar(&[
+        "--owner=1000",
+        "--group=1000",
+        "-C",
+        &host(""),
+        "-cf",
+        &host("in.tar"),
+        "streamdir",
+    ]);
+    tar(&[
+        "-C",
+        &host("streamdir"),
+        "-cPf",
+        &host("evil.tar"),
+        "../in.txt",
+    ]);
+    t.ok(&["cp", "-", &c("/tmp")]); // stdin /dev/null: an empty tar stream
+    assert_eq!(
+        t.onggi_in(&["cp", "-", &c("/tmp")], Some(&t.path("in.tar")))
+            .code,
+        0
+    );
+    let o = t.ok(&["exec", &name, "stat", "-c", "%u:%g %n", "/tmp/streamdir/a"]);
+    assert_eq!(o.stdout, "1000:1000 /tmp/streamdir/a\n");
+    t.onggi_in(
+        &["cp", "-", &c("/tmp/streamdir")],
+        Some(&t.path("evil.tar")),
+    );
+    assert!(t.onggi(&["exec", &name, "ls", "/tmp/evil.txt"]).code != 0);
+    assert!(!t.path("data/evil.txt").exists());
+    let o = t.onggi_in(&["cp", "-", &c("/no/such/dir")], Some(&t.path("in.tar")));
+    assert!(
+        o.code == 125 && o.stderr.contains("must be an existing directory"),
+        "{o:#?}"
+    );
+    t.ok(&["cp", &c("/data"), "-"]);
+    let listed = Command::new("tar")
+        .args(["-tvf", &host("out")])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains(" data/sub/f") && listed.contains("0/0"),
+        "{listed}"
+    );
+    t.ok(&["cp", &c("/data/."), "-"]);
+    let listed = Command::new("tar")
+        .args(["-tf", &host("out")])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout).lines().next(),
+        Some("sub/")
+    );
+
     // Stopped: the same, through an overlay mounted for the copy alone.
     t.ok(&["stop", "-t", "0", &name]);
     fs::write(t.path("in2.txt"), "while stopped\n").unwrap();

@@ -1,5 +1,6 @@
 //! Files in and out of a container: `export` (its root filesystem as a tar, what
-//! `docker export` writes) and `cp` (between it and the host, with Docker's rules).
+//! `docker export` writes) and `cp` (between it and the host, with Docker's rules;
+//! `-` for a tar on standard input or output).
 //!
 //! The container's files are reached from a descriptor of its root filesystem: the
 //! overlay `start` mounted on `DIR/rootfs` while the container runs, else the same
@@ -162,14 +163,7 @@ impl Engine {
                 copy_between(&from, path, &Place::host(), to, owner)
             }
             (CopyPath::Host(from), CopyPath::Container { container, path }) => {
-                let rec = self.find(container)?;
-                if self.read_only_rootfs(&rec) {
-                    return Err(Error::WrongState {
-                        id: rec.name,
-                        reason: "its root filesystem is read-only".into(),
-                    });
-                }
-                let root = self.container_root(&rec)?;
+                let (rec, root) = self.writable_root(container)?;
                 let to = Place::container(&root, &rec.name);
                 copy_between(
                     &Place::host(),
@@ -184,6 +178,80 @@ impl Engine {
                 reason: "exactly one of SRC and DST must be CONTAINER:PATH".into(),
             }),
         }
+    }
+
+    /// `cp CONTAINER:SRC -`: write SRC to `out` as a tar, as Docker does: SRC under
+    /// its own name (a directory's contents for `SRC/.`), owners and modes kept.
+    pub fn copy_to_tar(&self, container: &str, path: &Path, out: &mut dyn Write) -> Result<()> {
+        let rec = self.find(container)?;
+        let root = self.container_root(&rec)?;
+        let from = Place::container(&root, &rec.name);
+        let src = source(&from, path)?;
+        let label = from.show(path);
+        let mut sink = TarSink {
+            tar: tar::Builder::new(out),
+        };
+        let mut walker = Walker::new(&mut sink, &label);
+        if src.contents || src.name == "." {
+            let dir = openat(
+                &src.parent,
+                src.name.as_os_str(),
+                dir_flags(),
+                Mode::empty(),
+            )
+            .step(|| format!("open {label}"))?;
+            walker.children(&dir, Path::new(""))?;
+        } else {
+            walker.entry(&src.parent, &src.name, Path::new(&src.name))?;
+        }
+        sink.tar.finish().step(|| "finish the tar")
+    }
+
+    /// `cp - CONTAINER:DEST`: unpack the tar `input` into the directory DEST, as
+    /// Docker does (owners and modes from the tar). The tar is unpacked first into
+    /// a directory of ours beside the data (the `tar` crate refuses entries that
+    /// climb out of it), then copied in like a host directory's contents, so that
+    /// nothing in the tar can lead the writes out of the container's root.
+    pub fn copy_from_tar(&self, input: &mut dyn Read, container: &str, path: &Path) -> Result<()> {
+        let (rec, root) = self.writable_root(container)?;
+        let to = Place::container(&root, &rec.name);
+        if to.open_dir(path).is_err() {
+            return Err(Error::BadOption {
+                flag: to.show(path),
+                reason: "the destination of a tar stream must be an existing directory".into(),
+            });
+        }
+        let scratch = tempfile::Builder::new()
+            .prefix(".cp-")
+            .tempdir_in(&self.roots.data)
+            .step(|| {
+                format!(
+                    "make a temporary directory in {}",
+                    self.roots.data.display()
+                )
+            })?;
+        let mut archive = tar::Archive::new(input);
+        archive.set_preserve_permissions(true);
+        archive.set_preserve_ownerships(true);
+        archive.set_overwrite(true);
+        archive
+            .unpack(scratch.path())
+            .step(|| "unpack the tar from standard input")?;
+        copy_between(&Place::host(), &scratch.path().join("."), &to, path, None)
+    }
+
+    /// The container `what` names and its root filesystem, to write into: refused
+    /// when it was made `--read-only`.
+    fn writable_root(&self, what: &str) -> Result<(Record, OwnedFd)> {
+        let rec = self.find(what)?;
+        if self.read_only_rootfs(&rec) {
+            return Err(Error::WrongState {
+                id: rec.name,
+                reason: "its root filesystem is read-only".into(),
+            });
+        }
+        let root = self.container_root(&rec)?;
+        Ok((rec, root))
     }
 
     /// Whether `rec` was made with `--read-only` (`root.readonly` in its config).
