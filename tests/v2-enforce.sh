@@ -270,12 +270,17 @@ holds "update: delete --force leaves nothing" 'gone update'
 # --- pause / resume ------------------------------------------------------------------
 mkdir -p "$W/shared"
 b=$(bundle pause '' 'i=0; while :; do i=$((i + 1)); echo $i >/shared/n; sleep 0.05; done' "$W/shared")
-# The counter (0 before the first write; retried while the shell is mid-write).
+# The counter (0 before the first write; retried while the shell is mid-write). A
+# shell frozen between truncating the file and writing it leaves it empty for the
+# whole pause: after 100 tries that empty value is the answer (it does not move).
 counter() {
+  t=0
   while :; do
     [ -e "$W/shared/n" ] || { echo 0; return; }
     c=$(cat "$W/shared/n")
-    [ -z "$c" ] || { echo "$c"; return; }
+    t=$((t + 1))
+    { [ -n "$c" ] || [ $t -ge 100 ]; } && { echo "$c"; return; }
+    sleep 0.01
   done
 }
 rt run --detach --bundle "$b" pause >"$W/pause.out" 2>&1
