@@ -20,6 +20,7 @@ macro_rules! out {
 }
 
 mod containers;
+mod look;
 mod more;
 
 use anyhow::{Context, Result};
@@ -87,6 +88,8 @@ enum Command {
     Container(containers::ContainerCommand),
     #[command(flatten)]
     More(more::MoreCommand),
+    #[command(flatten)]
+    Look(look::LookCommand),
     /// Import a root filesystem tarball (plain, gzip or zstd; `-` reads stdin) as
     /// an image of one layer, optionally named NAME[:TAG].
     Import {
@@ -230,8 +233,10 @@ fn main() -> ExitCode {
             // Docker's codes for the container commands (125, or 126/127 when the
             // program cannot be run); 1 for the others.
             let code = match (&cli.command, e.downcast_ref::<onggi_engine::Error>()) {
-                (Command::Container(_) | Command::More(_), Some(engine)) => engine.exit_code(),
-                (Command::Container(_) | Command::More(_), None) => 125,
+                (Command::Container(_) | Command::More(_) | Command::Look(_), Some(engine)) => {
+                    engine.exit_code()
+                }
+                (Command::Container(_) | Command::More(_) | Command::Look(_), None) => 125,
                 _ => 1,
             };
             ExitCode::from(code)
@@ -262,6 +267,9 @@ fn run(cli: &Cli) -> Result<u8> {
         }
         return containers::run(&open_engine(cli)?, c);
     }
+    if let Command::Look(l) = &cli.command {
+        return look::run(&open_engine(cli)?, l);
+    }
     if let Command::More(m) = &cli.command {
         // exec forks into a container: seal the binary first (CVE-2019-5736).
         if more::forks(m) {
@@ -287,7 +295,9 @@ fn run_image_command(cli: &Cli) -> Result<()> {
     let store = Store::open(&cli.root)
         .with_context(|| format!("open the image store {}", cli.root.display()))?;
     match &cli.command {
-        Command::Container(_) | Command::More(_) => unreachable!("handled by run"),
+        Command::Container(_) | Command::More(_) | Command::Look(_) => {
+            unreachable!("handled by run")
+        }
         Command::Import { file, name } => import(&store, file, name.as_deref()),
         Command::Load { input, quiet } => load(&store, input.as_deref(), *quiet),
         Command::Save {

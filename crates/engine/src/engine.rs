@@ -27,6 +27,7 @@ mod attach;
 pub mod exec;
 pub mod files;
 mod init;
+pub mod inspect;
 mod lock;
 mod ops;
 pub mod restart;

@@ -37,6 +37,9 @@ pub enum Error {
     /// The runtime.
     #[error(transparent)]
     Runtime(#[from] onggi_runtime::Error),
+    /// Reading /proc for `top`, `ns`, `tree`.
+    #[error(transparent)]
+    Inspect(#[from] onggi_inspect::Error),
     /// The container's program could not be run (Docker: 126 cannot execute, 127
     /// not found).
     #[error("{message}")]

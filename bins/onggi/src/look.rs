@@ -1,0 +1,181 @@
+//! Looking into containers the seeds' way: top (processes and threads with their
+//! PIDs inside and on the host), ns (namespaces and who shares them), tree (the
+//! host's process tree with each container marked).
+
+use anyhow::Result;
+use clap::Subcommand;
+use onggi_engine::Engine;
+use onggi_inspect::ProcessInfo;
+
+use crate::Format;
+
+/// The commands of this module.
+#[derive(Subcommand, Debug)]
+pub enum LookCommand {
+    /// Show a running container's processes: PID on the host and inside, user,
+    /// state, CPU % (over the process's life, as ps), RSS, CPU time, command.
+    Top {
+        /// Every thread, as `ps -eLf` (LWP: the thread's id on the host and inside).
+        #[arg(long)]
+        threads: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Name or id.
+        container: String,
+    },
+    /// Show a running container's namespaces (as `ls -l /proc/PID/ns` of its init)
+    /// and whether the host or another container shares each.
+    Ns {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Name or id.
+        container: String,
+    },
+    /// Show the host's process tree like `ps afx`, each container's monitor and
+    /// processes marked with its name; with CONTAINER, its monitor and below.
+    Tree {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Name or id.
+        container: Option<String>,
+    },
+}
+
+/// Run one of this module's commands.
+pub fn run(engine: &Engine, cmd: &LookCommand) -> Result<u8> {
+    match cmd {
+        LookCommand::Top {
+            threads,
+            format,
+            container,
+        } => {
+            let (_, procs) = engine.top(container, *threads)?;
+            match format {
+                Format::Json => out!("{}", serde_json::to_string_pretty(&procs)?),
+                Format::Table => print!("{}", top_table(&procs, *threads)),
+            }
+        }
+        LookCommand::Ns { format, container } => {
+            let (_, ns) = engine.namespaces(container)?;
+            match format {
+                Format::Json => out!("{}", serde_json::to_string_pretty(&ns)?),
+                Format::Table => {
+                    let mut rows = vec![vec![
+                        "NAMESPACE".into(),
+                        "INODE".into(),
+                        "SHARED WITH".into(),
+                    ]];
+                    for n in &ns {
+                        let with = if n.shared_with.is_empty() {
+                            "-".into()
+                        } else {
+                            n.shared_with.join(",")
+                        };
+                        rows.push(vec![n.ns.kind.clone(), n.ns.inode.to_string(), with]);
+                    }
+                    print!("{}", crate::table(&rows));
+                }
+            }
+        }
+        LookCommand::Tree { format, container } => {
+            let lines = engine.tree(container.as_deref())?;
+            match format {
+                Format::Json => out!("{}", serde_json::to_string_pretty(&lines)?),
+                Format::Table => {
+                    let mut rows = vec![vec![
+                        "PID".into(),
+                        "CONTAINER".into(),
+                        "STAT".into(),
+                        "COMMAND".into(),
+                    ]];
+                    for l in &lines {
+                        let p = &l.line.process;
+                        let mark =
+                            l.container
+                                .as_ref()
+                                .map_or("".into(), |(n, role)| match *role {
+                                    "monitor" => format!("{n} (monitor)"),
+                                    _ => format!("{n} ({})", p.ns_pid),
+                                });
+                        let indent = if l.line.depth == 0 {
+                            String::new()
+                        } else {
+                            format!("{}\\_ ", "  ".repeat(l.line.depth - 1))
+                        };
+                        rows.push(vec![
+                            p.pid.to_string(),
+                            mark,
+                            p.state.to_string(),
+                            format!("{indent}{}", p.command),
+                        ]);
+                    }
+                    print!("{}", crate::table(&rows));
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// `top`'s table: ps's columns, with the PIDs both ways.
+fn top_table(procs: &[ProcessInfo], threads: bool) -> String {
+    let users = Users::host();
+    let mut head: Vec<String> = ["USER", "PID", "CPID", "PPID"].map(String::from).to_vec();
+    if threads {
+        head.extend(["LWP", "CLWP", "NLWP"].map(String::from));
+    }
+    head.extend(["STAT", "%CPU", "RSS", "TIME", "COMMAND"].map(String::from));
+    let mut rows = vec![head];
+    for p in procs {
+        let mut r = vec![
+            users.name(p.uid),
+            p.pid.to_string(),
+            p.ns_pid.to_string(),
+            p.ppid.to_string(),
+        ];
+        if threads {
+            r.extend([
+                p.tid.to_string(),
+                p.ns_tid.to_string(),
+                p.threads.to_string(),
+            ]);
+        }
+        let t = p.cpu_secs as u64;
+        r.extend([
+            p.state.to_string(),
+            format!("{:.1}", p.cpu_percent),
+            p.rss_kib.to_string(),
+            format!("{:02}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60),
+            p.command.clone(),
+        ]);
+        rows.push(r);
+    }
+    crate::table(&rows)
+}
+
+/// User names from the host's /etc/passwd, as `ps` on the host shows them.
+struct Users(Vec<(u32, String)>);
+
+impl Users {
+    fn host() -> Users {
+        let text = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        Users(
+            text.lines()
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split(':').collect();
+                    Some((f.get(2)?.parse().ok()?, f.first()?.to_string()))
+                })
+                .collect(),
+        )
+    }
+
+    fn name(&self, uid: u32) -> String {
+        self.0
+            .iter()
+            .find(|(u, _)| *u == uid)
+            .map_or_else(|| uid.to_string(), |(_, n)| n.clone())
+    }
+}
