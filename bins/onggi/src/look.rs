@@ -33,6 +33,19 @@ pub enum LookCommand {
         /// Name or id.
         container: String,
     },
+    /// Show running containers' use of CPU, memory, processes, network and block
+    /// I/O from their cgroups, refreshed every second like `docker stats` (Ctrl-C
+    /// ends it). CPU % is one CPU's worth = 100, over the time since the last look.
+    Stats {
+        /// Print once and exit.
+        #[arg(long)]
+        no_stream: bool,
+        /// Output format (json implies --no-stream).
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Names or ids (every running container when none).
+        containers: Vec<String>,
+    },
     /// Show the host's process tree like `ps afx`, each container's monitor and
     /// processes marked with its name; with CONTAINER, its monitor and below.
     Tree {
@@ -80,6 +93,26 @@ pub fn run(engine: &Engine, cmd: &LookCommand) -> Result<u8> {
                 }
             }
         }
+        LookCommand::Stats {
+            no_stream,
+            format,
+            containers,
+        } => loop {
+            let usage = engine.stats(containers)?;
+            if *format == Format::Json {
+                out!("{}", serde_json::to_string_pretty(&usage)?);
+                break;
+            }
+            if !*no_stream {
+                print!("\x1b[2J\x1b[H"); // clear the terminal, as docker stats does
+            }
+            print!("{}", stats_table(&usage));
+            if *no_stream {
+                break;
+            }
+            std::io::Write::flush(&mut std::io::stdout())?;
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        },
         LookCommand::Tree { format, container } => {
             let lines = engine.tree(container.as_deref())?;
             match format {
@@ -118,6 +151,64 @@ pub fn run(engine: &Engine, cmd: &LookCommand) -> Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// `stats`'s table: docker stats's columns.
+fn stats_table(usage: &[onggi_engine::engine::inspect::Usage]) -> String {
+    let size = |n: u64| crate::human_size(n);
+    let mut rows = vec![[
+        "CONTAINER ID",
+        "NAME",
+        "CPU %",
+        "MEM USAGE / LIMIT",
+        "MEM %",
+        "NET I/O",
+        "BLOCK I/O",
+        "PIDS",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for u in usage {
+        rows.push(vec![
+            u.id[..12].to_owned(),
+            u.name.clone(),
+            format!("{:.2}%", u.cpu_percent),
+            format!(
+                "{} / {}",
+                binary_size(u.memory_usage),
+                binary_size(u.memory_limit)
+            ),
+            format!("{:.2}%", u.memory_percent),
+            format!("{} / {}", size(u.net_rx), size(u.net_tx)),
+            format!("{} / {}", size(u.block_read), size(u.block_write)),
+            u.pids.to_string(),
+        ]);
+    }
+    crate::table(&rows)
+}
+
+/// Bytes in binary units with four significant digits, as docker stats shows
+/// memory (go-units' BytesSize): `508KiB`, `1.98MiB`, `64MiB`.
+fn binary_size(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let (mut v, mut u) = (n as f64, 0);
+    while v >= 1024.0 && u < units.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    let decimals = match v {
+        v if v >= 1000.0 => 0,
+        v if v >= 100.0 => 1,
+        v if v >= 10.0 => 2,
+        _ => 3,
+    };
+    let s = format!("{v:.decimals$}");
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &s
+    };
+    format!("{s}{}", units[u])
 }
 
 /// `top`'s table: ps's columns, with the PIDs both ways.
@@ -177,5 +268,19 @@ impl Users {
             .iter()
             .find(|(u, _)| *u == uid)
             .map_or_else(|| uid.to_string(), |(_, n)| n.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn memory_reads_like_docker_stats() {
+        let said: Vec<String> = [0, 1000, 520_192, 2_076_672, 67_108_864, 25_276_502_016]
+            .map(super::binary_size)
+            .to_vec();
+        assert_eq!(
+            said,
+            ["0B", "1000B", "508KiB", "1.98MiB", "64MiB", "23.54GiB"]
+        );
     }
 }

@@ -240,3 +240,58 @@ fn tree_puts_each_container_under_its_monitor() {
     );
     t.ok(&["rm", "-f", &name]);
 }
+
+#[test]
+fn stats_holds_a_busy_loop_to_its_cpus_and_reads_the_limits() {
+    let Some(t) = T::new("stats") else {
+        return;
+    };
+    let (busy, idle) = (t.name("busy"), t.name("idle"));
+    t.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &busy,
+        "--cpus",
+        "0.5",
+        "busybox",
+        "sh",
+        "-c",
+        "while :; do :; done",
+    ]);
+    t.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &idle,
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "10",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    // The first look measures over 100 ms, the next ones since the last look.
+    for wait in [0, 700, 700] {
+        std::thread::sleep(Duration::from_millis(wait));
+        let all = json(&t.ok(&["stats", "--no-stream", "--format", "json"]));
+        let of = |n: &str| all.iter().find(|u| u["name"] == n).unwrap().clone();
+        let cpu = of(&busy)["cpu_percent"].as_f64().unwrap();
+        assert!((40.0..=60.0).contains(&cpu), "--cpus 0.5: {cpu} %");
+        let idle_u = of(&idle);
+        assert!(idle_u["cpu_percent"].as_f64().unwrap() < 5.0, "{idle_u}");
+        assert_eq!(num(&idle_u, "memory_limit"), 64 << 20);
+        assert_eq!(num(&idle_u, "pids"), 1);
+    }
+    let table = t.ok(&["stats", "--no-stream", &idle]).stdout;
+    assert!(
+        table.starts_with("CONTAINER ID") && table.contains("/ 64MiB"),
+        "{table}"
+    );
+    t.ok(&["stop", "-t", "0", &idle]);
+    let o = t.onggi(&["stats", "--no-stream", &idle]);
+    assert!(o.code == 125 && o.stderr.contains("not running"), "{o:#?}");
+    t.ok(&["rm", "-f", &busy, &idle]);
+}

@@ -37,6 +37,9 @@ pub enum Error {
     /// The runtime.
     #[error(transparent)]
     Runtime(#[from] onggi_runtime::Error),
+    /// Reading a container's cgroup for `stats`.
+    #[error(transparent)]
+    Cgroups(#[from] onggi_cgroups::Error),
     /// Reading /proc for `top`, `ns`, `tree`.
     #[error(transparent)]
     Inspect(#[from] onggi_inspect::Error),

@@ -425,7 +425,7 @@ pub fn config_json(
     if let Some(p) = o.pids_limit {
         r["pids"] = json!({ "limit": p });
     }
-    linux["cgroupsPath"] = json!(format!("/onggi/{id}"));
+    linux["cgroupsPath"] = json!(cgroups_path(id));
     Ok(spec)
 }
 
@@ -464,6 +464,11 @@ fn capabilities(o: &RunOptions) -> Value {
             .is_ok_and(|cap| caps::has_cap(None, caps::CapSet::Bounding, cap).unwrap_or(false))
     });
     json!({ "bounding": caps, "effective": caps, "permitted": caps })
+}
+
+/// The cgroup (`linux.cgroupsPath`) of container `id`.
+pub fn cgroups_path(id: &str) -> String {
+    format!("/onggi/{id}")
 }
 
 #[cfg(test)]

@@ -148,3 +148,167 @@ impl Engine {
             .collect())
     }
 }
+
+/// One container's use of the machine, as `docker stats` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Usage {
+    /// The container's id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// CPU time used per wall time since the last look (100 = one CPU's worth).
+    pub cpu_percent: f64,
+    /// Memory in use, bytes (page cache included, as the cgroup counts it).
+    pub memory_usage: u64,
+    /// The limit: the cgroup's, else the host's memory.
+    pub memory_limit: u64,
+    /// usage / limit × 100.
+    pub memory_percent: f64,
+    /// Processes and threads.
+    pub pids: u64,
+    /// Bytes received and sent on the container's interfaces (loopback aside).
+    pub net_rx: u64,
+    /// Bytes sent.
+    pub net_tx: u64,
+    /// Bytes read from block devices.
+    pub block_read: u64,
+    /// Bytes written.
+    pub block_write: u64,
+}
+
+/// How long a CPU sample must span at least: one CFS period (100 ms by default),
+/// over which a `--cpus` quota is exactly its share.
+pub const CPU_WINDOW: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl Engine {
+    /// `stats`: the running containers `what` names (every running one when empty).
+    /// CPU % is measured from the previous look at the container (kept in its run
+    /// directory) when that is between [`CPU_WINDOW`] and a minute old; otherwise
+    /// this call looks twice, [`CPU_WINDOW`] apart.
+    pub fn stats(&self, what: &[String]) -> Result<Vec<Usage>> {
+        let recs: Vec<Record> = if what.is_empty() {
+            self.list(false)?
+        } else {
+            what.iter()
+                .map(|w| self.running(w).map(|(r, _)| r))
+                .collect::<Result<_>>()?
+        };
+        // The cgroups are read directly (the engine chose their paths), not through
+        // the runtime's state files: one look at 100 containers must stay quick.
+        let hier = onggi_cgroups::Hierarchies::host_cached(
+            &self.roots.run.join("runtime").join(".cgroup-mounts"),
+        )?;
+        let look = |r: &Record| -> Option<(onggi_cgroups::Stats, u128)> {
+            let cg =
+                onggi_cgroups::Cgroup::new(&hier, &crate::spec::cgroups_path(&r.id), "").ok()?;
+            let s = cg.stats().ok()?;
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()?
+                .as_nanos();
+            Some((s, at))
+        };
+        let mut now: Vec<_> = recs.iter().map(look).collect();
+        let previous: Vec<Option<(u64, u128)>> =
+            recs.iter().map(|r| self.previous_sample(r)).collect();
+        let usable = |then: &Option<(u64, u128)>, now: &Option<(onggi_cgroups::Stats, u128)>| {
+            matches!((then, now), (Some(t), Some(n))
+                if n.1 >= t.1 + CPU_WINDOW.as_nanos() && n.1 < t.1 + 60_000_000_000)
+        };
+        let before: Vec<Option<(u64, u128)>> =
+            if previous.iter().zip(&now).all(|(t, n)| usable(t, n)) {
+                previous
+            } else {
+                let first = now
+                    .iter()
+                    .map(|n| n.as_ref().map(|(s, at)| (s.cpu.usage_ns, *at)))
+                    .collect();
+                std::thread::sleep(CPU_WINDOW);
+                now = recs.iter().map(look).collect();
+                first
+            };
+        let host_memory = host_memory();
+        let mut out = Vec::new();
+        for ((rec, b), a) in recs.iter().zip(before).zip(now) {
+            let Some((s, at)) = a else {
+                continue; // stopped meanwhile
+            };
+            let _ = std::fs::write(self.sample_file(rec), format!("{} {at}\n", s.cpu.usage_ns));
+            let cpu_percent = match b {
+                Some((u0, t0)) if at > t0 => {
+                    let p = s.cpu.usage_ns.saturating_sub(u0) as f64 / (at - t0) as f64 * 100.0;
+                    (p * 10.0).round() / 10.0
+                }
+                _ => 0.0,
+            };
+            let limit = if s.memory.limit == u64::MAX {
+                host_memory
+            } else {
+                s.memory.limit
+            };
+            let (net_rx, net_tx) = rec.pid.map_or((0, 0), net_bytes);
+            out.push(Usage {
+                id: rec.id.clone(),
+                name: rec.name.clone(),
+                cpu_percent,
+                memory_usage: s.memory.usage,
+                memory_limit: limit,
+                memory_percent: if limit > 0 {
+                    (s.memory.usage as f64 / limit as f64 * 1000.0).round() / 10.0
+                } else {
+                    0.0
+                },
+                pids: s.pids.current,
+                net_rx,
+                net_tx,
+                block_read: s.io.iter().map(|e| e.read_bytes).sum(),
+                block_write: s.io.iter().map(|e| e.write_bytes).sum(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn sample_file(&self, rec: &Record) -> std::path::PathBuf {
+        self.exit_file(&rec.id).with_file_name("cpu-sample")
+    }
+
+    /// The sample the last `stats` left.
+    fn previous_sample(&self, rec: &Record) -> Option<(u64, u128)> {
+        let text = std::fs::read_to_string(self.sample_file(rec)).ok()?;
+        let mut f = text.split_whitespace();
+        Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+    }
+}
+
+/// The host's memory (MemTotal), bytes; 0 if unknown.
+fn host_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// Bytes received and sent by the network namespace of `pid`, loopback aside
+/// (`/proc/PID/net/dev`).
+fn net_bytes(pid: i32) -> (u64, u64) {
+    let Ok(text) = std::fs::read_to_string(format!("{PROC}/{pid}/net/dev")) else {
+        return (0, 0);
+    };
+    text.lines()
+        .skip(2)
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(':')?;
+            if name.trim() == "lo" {
+                return None;
+            }
+            let f: Vec<u64> = rest
+                .split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            Some((*f.first()?, *f.get(8)?))
+        })
+        .fold((0, 0), |(r, t), (a, b)| (r + a, t + b))
+}
