@@ -303,10 +303,11 @@ impl Db {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn record(id: &str, name: &str) -> Record {
+    /// A created container's row, for tests.
+    pub(crate) fn record(id: &str, name: &str) -> Record {
         Record {
             id: id.into(),
             name: name.into(),

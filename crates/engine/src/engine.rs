@@ -620,26 +620,7 @@ fn cloexec_pipe() -> Result<(OwnedFd, OwnedFd)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn record(id: &str, name: &str) -> Record {
-        Record {
-            id: id.into(),
-            name: name.into(),
-            image: "sha256:x".into(),
-            image_ref: "busybox".into(),
-            config: serde_json::json!({}),
-            created: "2026-11-22T00:00:00Z".into(),
-            state: State::Created,
-            pid: None,
-            monitor_pid: None,
-            monitor_start: None,
-            started_at: None,
-            finished_at: None,
-            exit_code: None,
-            exit_cause: None,
-            restart_count: 0,
-        }
-    }
+    use crate::db::tests::record;
 
     #[test]
     fn a_generated_name_in_use_is_drawn_again_a_given_one_refused() {
