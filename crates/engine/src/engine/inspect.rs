@@ -183,8 +183,8 @@ pub const CPU_WINDOW: std::time::Duration = std::time::Duration::from_millis(100
 impl Engine {
     /// `stats`: the running containers `what` names (every running one when empty).
     /// CPU % is measured from the previous look at the container (kept in its run
-    /// directory) when that is between [`CPU_WINDOW`] and a minute old; otherwise
-    /// this call looks twice, [`CPU_WINDOW`] apart.
+    /// directory) when that is under a minute old, waiting until it is at least
+    /// [`CPU_WINDOW`] old; otherwise this call looks twice, [`CPU_WINDOW`] apart.
     pub fn stats(&self, what: &[String]) -> Result<Vec<Usage>> {
         let recs: Vec<Record> = if what.is_empty() {
             self.list(false)?
@@ -211,14 +211,27 @@ impl Engine {
         let mut now: Vec<_> = recs.iter().map(look).collect();
         let previous: Vec<Option<(u64, u128)>> =
             recs.iter().map(|r| self.previous_sample(r)).collect();
-        let usable = |then: &Option<(u64, u128)>, now: &Option<(onggi_cgroups::Stats, u128)>| {
-            matches!((then, now), (Some(t), Some(n))
-                if n.1 >= t.1 + CPU_WINDOW.as_nanos() && n.1 < t.1 + 60_000_000_000)
-        };
-        let before: Vec<Option<(u64, u128)>> =
-            if previous.iter().zip(&now).all(|(t, n)| usable(t, n)) {
+        // The previous looks can serve when each is under a minute old; one younger
+        // than the window is waited for (only what is missing), none means two looks.
+        let window = CPU_WINDOW.as_nanos();
+        let ages: Option<Vec<u128>> = previous
+            .iter()
+            .zip(&now)
+            .map(|(then, now)| match (then, now) {
+                (Some(t), Some(n)) if n.1 >= t.1 && n.1 < t.1 + 60_000_000_000 => Some(n.1 - t.1),
+                _ => None,
+            })
+            .collect();
+        let before: Vec<Option<(u64, u128)>> = match ages {
+            Some(ages) => {
+                let youngest = ages.into_iter().min().unwrap_or(window);
+                if youngest < window {
+                    std::thread::sleep(std::time::Duration::from_nanos((window - youngest) as u64));
+                    now = recs.iter().map(look).collect();
+                }
                 previous
-            } else {
+            }
+            None => {
                 let first = now
                     .iter()
                     .map(|n| n.as_ref().map(|(s, at)| (s.cpu.usage_ns, *at)))
@@ -226,7 +239,8 @@ impl Engine {
                 std::thread::sleep(CPU_WINDOW);
                 now = recs.iter().map(look).collect();
                 first
-            };
+            }
+        };
         let host_memory = host_memory();
         let mut out = Vec::new();
         for ((rec, b), a) in recs.iter().zip(before).zip(now) {
