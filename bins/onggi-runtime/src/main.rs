@@ -42,6 +42,11 @@ struct Cli {
     /// Print debug messages.
     #[arg(long, global = true)]
     debug: bool,
+    /// Print each kernel step of create/run as it is taken, to stderr: namespaces,
+    /// cgroups and the values written, mounts, pivot_root, device nodes, the
+    /// capabilities kept, seccomp, the exec.
+    #[arg(long, global = true)]
+    explain: bool,
     /// Manage cgroups through systemd (not supported yet: a clear error).
     #[arg(long, global = true)]
     systemd_cgroup: bool,
@@ -397,6 +402,11 @@ fn dispatch(cli: &Cli, log: &Logger) -> Result<u8> {
     };
     if cli.debug {
         log.debug(&format!("{:?}", cli.command));
+    }
+    if cli.explain {
+        use std::os::fd::AsFd;
+        let to = std::io::stderr().as_fd().try_clone_to_owned();
+        onggi_runtime::explain::enable(to.context("--explain: duplicate stderr")?);
     }
     match &cli.command {
         Command::Create(a) => rt

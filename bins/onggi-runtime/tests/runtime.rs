@@ -38,6 +38,95 @@ fn hostname_and_domainname_come_from_the_spec() {
     assert_eq!(out.lines(), ["box-h", "example.test"]);
 }
 
+/// `--explain` lists exactly the namespaces the init got and the mounts its
+/// mountinfo shows (ground truth: /proc/PID/ns against ours, /proc/PID/mountinfo).
+#[test]
+fn explain_lists_the_namespaces_and_mounts_the_container_has() {
+    let Some(fx) = Fixture::new("explain") else {
+        return;
+    };
+    let b = fx.bundle(&["sleep", "1000"], |_| {});
+    let id = fx.id("c");
+    let out = fx
+        .rt(&[
+            "--explain",
+            "run",
+            "--detach",
+            "--bundle",
+            fx.bundle_for(&id, &b),
+            &id,
+        ])
+        .ok();
+    let pid = fx.pid(&id);
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("explain: "))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with("pivot_root")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        lines.last().unwrap().starts_with("execve"),
+        "{}",
+        out.stderr
+    );
+    // Namespaces: those the clone and unshare lines name are exactly those that differ.
+    let said: String = lines
+        .iter()
+        .filter(|l| l.starts_with("clone ") || l.starts_with("unshare "))
+        .copied()
+        .collect();
+    for (flag, kind) in [
+        ("CLONE_NEWPID", "pid"),
+        ("CLONE_NEWNS", "mnt"),
+        ("CLONE_NEWUTS", "uts"),
+        ("CLONE_NEWIPC", "ipc"),
+        ("CLONE_NEWNET", "net"),
+        ("CLONE_NEWUSER", "user"),
+        ("CLONE_NEWCGROUP", "cgroup"),
+    ] {
+        let link = |p: &str| fs::read_link(format!("/proc/{p}/ns/{kind}")).unwrap();
+        let differs = link(&pid.to_string()) != link("self");
+        assert_eq!(said.contains(flag), differs, "{kind}: {said}");
+    }
+    // Mounts: every new one (not remounts, not propagation changes), with the
+    // targets before pivot_root taken inside the root, is a mount point, and back.
+    let root = fs::canonicalize(b.join("rootfs")).unwrap();
+    let root = root.to_str().unwrap();
+    let explained: BTreeSet<String> = lines
+        .iter()
+        .filter(|l| {
+            l.starts_with("mount ")
+                && !l.starts_with("mount remount")
+                && !l.starts_with("mount propagation")
+        })
+        .map(|l| {
+            let target = l
+                .split(" on ")
+                .nth(1)
+                .unwrap()
+                .split(" (flags")
+                .next()
+                .unwrap();
+            match target.strip_prefix(root) {
+                Some("") => "/".to_owned(),
+                Some(rest) => rest.to_owned(),
+                None => target.to_owned(),
+            }
+        })
+        .collect();
+    let mountinfo = fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    let points: BTreeSet<String> = mountinfo
+        .lines()
+        .map(|l| l.split(' ').nth(4).unwrap().to_owned())
+        .collect();
+    assert_eq!(explained, points, "{}", out.stderr);
+    fx.rt(&["delete", "--force", &id]).ok();
+}
+
 #[test]
 fn every_namespace_differs_from_the_hosts() {
     let Some(fx) = Fixture::new("nsnew") else {

@@ -168,6 +168,11 @@ pub enum ContainerCommand {
         /// Remove the container when it exits.
         #[arg(long)]
         rm: bool,
+        /// Print each kernel step of starting it to stderr as it is taken: the
+        /// overlay, namespaces, cgroups and the values written, mounts, pivot_root,
+        /// device nodes, the capabilities kept, seccomp, the exec.
+        #[arg(long)]
+        explain: bool,
         #[command(flatten)]
         args: Box<RunArgs>,
     },
@@ -270,7 +275,19 @@ pub enum ContainerCommand {
 /// Run a container command; the exit code.
 pub fn run(engine: &Engine, cmd: &ContainerCommand) -> Result<u8> {
     match cmd {
-        ContainerCommand::Run { detach, rm, args } => run_container(engine, args, *detach, *rm),
+        ContainerCommand::Run {
+            detach,
+            rm,
+            explain,
+            args,
+        } => {
+            if *explain {
+                use std::os::fd::AsFd;
+                let to = std::io::stderr().as_fd().try_clone_to_owned();
+                onggi_runtime::explain::enable(to.context("--explain: duplicate stderr")?);
+            }
+            run_container(engine, args, *detach, *rm)
+        }
         ContainerCommand::Create { args } => {
             let rec = engine.create(&args.image, args.name.as_deref(), &args.options()?, false)?;
             out!("{}", rec.id);

@@ -295,3 +295,42 @@ fn stats_holds_a_busy_loop_to_its_cpus_and_reads_the_limits() {
     assert!(o.code == 125 && o.stderr.contains("not running"), "{o:#?}");
     t.ok(&["rm", "-f", &busy, &idle]);
 }
+
+#[test]
+fn run_explain_says_each_step_in_order() {
+    let Some(t) = T::new("explain") else {
+        return;
+    };
+    let o = t.ok(&["run", "--rm", "--explain", "busybox", "echo", "out"]);
+    assert_eq!(o.stdout, "out\n", "the container's output is its own");
+    let steps: Vec<&str> = o
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("explain: "))
+        .collect();
+    let at = |prefix: &str| {
+        steps
+            .iter()
+            .position(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} in {}", o.stderr))
+    };
+    let order = [
+        at("mount new overlay"),
+        at("clone "),
+        at("cgroup: "),
+        at("mount new proc"),
+        at("mknod /dev/null"),
+        at("pivot_root"),
+        at("seccomp: filter loaded"),
+        at("user 0:0"),
+        at("execve"),
+    ];
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "{order:?}\n{}",
+        o.stderr
+    );
+    // Without the flag: nothing said.
+    let quiet = t.ok(&["run", "--rm", "busybox", "true"]);
+    assert!(!quiet.stderr.contains("explain:"), "{}", quiet.stderr);
+}

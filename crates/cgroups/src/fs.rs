@@ -26,10 +26,23 @@ pub(crate) fn write_raw(path: &Path, value: &str) -> io::Result<()> {
     write_value(&mut open_w(path)?, value)
 }
 
+/// Who is told of each value written (`--explain`): set once by the caller.
+static WATCHER: std::sync::OnceLock<fn(&Path, &str)> = std::sync::OnceLock::new();
+
+/// Have `f` told of every value this crate writes (after it is written).
+pub fn watch_writes(f: fn(&Path, &str)) {
+    let _ = WATCHER.set(f);
+}
+
 /// [`write_raw`] with the error naming the file and the value.
 pub(crate) fn write(path: PathBuf, value: &str) -> Result<()> {
     match write_raw(&path, value) {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            if let Some(f) = WATCHER.get() {
+                f(&path, value);
+            }
+            Ok(())
+        }
         Err(source) => Err(write_error(path, value, source)),
     }
 }

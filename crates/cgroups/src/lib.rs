@@ -39,5 +39,6 @@ mod testutil;
 
 pub use cgroup::Cgroup;
 pub use error::{Error, Result};
+pub use fs::watch_writes;
 pub use hierarchy::{Hierarchies, Mount, Version};
 pub use stats::{CpuStats, HugetlbStats, IoEntry, MemoryStats, PidsStats, Stats};

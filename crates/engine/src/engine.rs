@@ -206,7 +206,13 @@ impl Engine {
         }
         let image = self.store.resolve(&rec.image)?;
         let dir = self.dir(&rec.id);
-        rootfs::mount_image(&self.store, &image, &dir)?;
+        let fs = rootfs::mount_image(&self.store, &image, &dir)?;
+        onggi_runtime::explain!(
+            "mount new overlay on {}: {} image layers below, {} above",
+            fs.rootfs.display(),
+            image.layers.len(),
+            dir.join("upper").display()
+        );
         let _ = fs::remove_file(self.exit_file(&rec.id));
         let started = self.spawn_monitor(&rec, &dir);
         let (pid, monitor) = match started {

@@ -429,10 +429,19 @@ impl Runtime {
         idmap::send_mounts(plan, pid, ch)?;
         if let Some(cgroup) = cgroup {
             cgroup.create()?;
+            if crate::explain::enabled() {
+                for (controller, dir) in cgroup.paths() {
+                    crate::explain!("cgroup: {} at {}", controller, dir.display());
+                }
+                if let Some(dir) = cgroup.unified_path() {
+                    crate::explain!("cgroup: unified at {}", dir.display());
+                }
+            }
             if let Some(r) = &plan.resources {
                 apply_resources(cgroup, r, false)?;
             }
             cgroup.add_pid(pid.as_raw())?;
+            crate::explain!("cgroup: the init (PID {pid}) moved into them");
         }
         ch.send(&Msg::Go).step(|| "send Go to the init")?;
         let creating = || {
@@ -1078,7 +1087,13 @@ fn spawn_init(
                 close_parent_fds(parent_fds);
                 init::main(args(child, start, console, cgroup))
             }
-            Forked::Parent(pid) => Ok(pid),
+            Forked::Parent(pid) => {
+                crate::explain!(
+                    "clone {:?}: the init, PID {pid} on the host",
+                    CloneFlags::from_bits_truncate(flags)
+                );
+                Ok(pid)
+            }
         };
     }
     // Joining: setns in an intermediate process (the PID and user namespaces can only
@@ -1099,6 +1114,7 @@ fn spawn_init(
             close_parent_fds(parent_fds);
             drop(inter_parent);
             for (f, fd) in &ns_fds {
+                crate::explain!("setns: join the {} namespace given by path", ns_name(*f));
                 if let Err(e) = setns(fd, *f) {
                     let _ = inter_child.send(&Msg::Error(format!(
                         "join {} namespace (linux.namespaces path): {e}",
@@ -1111,6 +1127,10 @@ fn spawn_init(
             match clone_fork(flags) {
                 Ok(Forked::Child) => {
                     drop(inter_child);
+                    crate::explain!(
+                        "clone {:?}: the init, in the namespaces joined",
+                        CloneFlags::from_bits_truncate(flags)
+                    );
                     init::main(args(child, start, console, cgroup))
                 }
                 Ok(Forked::Parent(pid)) => {

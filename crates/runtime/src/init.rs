@@ -228,7 +228,9 @@ fn unshare_rest(new: CloneFlags) -> Result<()> {
     if rest.is_empty() {
         return Ok(());
     }
-    nix::sched::unshare(rest).step(|| format!("unshare {rest:?}"))
+    nix::sched::unshare(rest).step(|| format!("unshare {rest:?}"))?;
+    crate::explain!("unshare {rest:?}: new namespaces for the init");
+    Ok(())
 }
 
 /// The point after which the init must be in its cgroup: the parent's `Go` says the
@@ -290,6 +292,7 @@ impl<'a> Gate<'a> {
         {
             nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
                 .step(|| "unshare the cgroup namespace")?;
+            crate::explain!("unshare CLONE_NEWCGROUP: the container's cgroup is its root");
         }
         Ok(())
     }
@@ -323,7 +326,7 @@ fn bind_dev_console(slave: &Path) -> Result<()> {
     if !console.exists() {
         std::fs::File::create(console).step(|| "create /dev/console")?;
     }
-    nix::mount::mount(
+    crate::explain::mount(
         Some(slave),
         console,
         None::<&str>,
@@ -418,6 +421,7 @@ pub fn exec_process(
     crate::lsm::set_exec_labels(p)?;
     if let Some(filter) = seccomp.filter(|_| !p.no_new_privileges) {
         onggi_seccomp::load(filter)?;
+        explain_seccomp(filter);
     }
     let caps = p.caps.as_ref().map(resolve_caps).transpose()?;
     // Dropping from the bounding set needs CAP_SETPCAP in the effective set, which
@@ -446,6 +450,13 @@ pub fn exec_process(
     if let Some(c) = &caps {
         c.apply_rest()?;
     }
+    crate::explain!(
+        "user {}:{} groups {:?}; capabilities kept (effective): {:?}",
+        p.uid,
+        p.gid,
+        p.additional_gids,
+        caps::read(None, caps::CapSet::Effective).unwrap_or_default()
+    );
     if p.no_new_privileges {
         nix::sys::prctl::set_no_new_privs().step(|| "prctl(PR_SET_NO_NEW_PRIVS)")?;
     }
@@ -476,7 +487,9 @@ pub fn exec_process(
         .collect();
     if let Some(filter) = seccomp.filter(|_| p.no_new_privileges) {
         onggi_seccomp::load(filter)?;
+        explain_seccomp(filter);
     }
+    crate::explain!("execve {program:?} {:?}", p.args);
     let err = nix::unistd::execve(program, &args, &env).unwrap_err();
     Err(Error::Init(format!("exec: {:?}: {err}", p.args[0])))
 }
@@ -571,6 +584,15 @@ impl Caps {
         }
         Ok(())
     }
+}
+
+/// `--explain`'s line for a loaded seccomp filter.
+fn explain_seccomp(filter: &onggi_seccomp::Compiled) {
+    crate::explain!(
+        "seccomp: filter loaded, {} BPF instructions, flags {:#x}",
+        filter.bpf().len() / 8,
+        filter.flags()
+    );
 }
 
 #[cfg(test)]

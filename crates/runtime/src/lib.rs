@@ -15,6 +15,7 @@ pub mod container;
 pub mod default_spec;
 pub mod error;
 pub mod exe;
+pub mod explain;
 pub mod features;
 pub mod hooks;
 pub mod idmap;

@@ -11,9 +11,10 @@ use std::fs;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
+use crate::explain::mount;
 use nix::errno::Errno;
 use nix::fcntl::{open, openat, readlinkat, OFlag};
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::mount::{umount2, MntFlags, MsFlags};
 use nix::sched::CloneFlags;
 use nix::sys::stat::{fstat, makedev, mkdirat, mknodat, Mode, SFlag};
 use nix::unistd::{chdir, chroot, fchownat, pivot_root, symlinkat, Gid, Uid};
@@ -263,6 +264,7 @@ impl Rootfs<'_> {
                     let detached = parent.idmapped_mount(m.index)?;
                     onggi_sys::mount_api::move_mount_onto(detached.as_fd(), target.as_fd())
                         .step(|| format!("attach the idmapped {} ({})", shown(), src.display()))?;
+                    crate::explain!("mount idmapped bind {} on {}", src.display(), shown());
                 } else {
                     mount(
                         Some(src),
@@ -539,6 +541,14 @@ impl Rootfs<'_> {
             }
             Err(e) => return Err(e).step(|| format!("mknod {}", d.path.display())),
         }
+        crate::explain!(
+            "mknod {} {:?} {}:{} mode {:o}",
+            d.path.display(),
+            d.kind,
+            d.major,
+            d.minor,
+            d.mode
+        );
         if d.uid != 0 || d.gid != 0 {
             fchownat(
                 &dir,
@@ -566,11 +576,13 @@ impl Rootfs<'_> {
             )
             .step(|| format!("move {} to /", rootfs.display()))?;
             chroot(".").step(|| format!("chroot to {}", rootfs.display()))?;
+            crate::explain!("chroot to {} (--no-pivot)", rootfs.display());
         } else {
             // pivot_root(".", "."): the old root ends up stacked on the new one and is
             // detached right away (pivot_root(2), "NOTES"). Make it slave first so the
             // detach cannot propagate to the host.
             pivot_root(".", ".").step(|| format!("pivot_root to {}", rootfs.display()))?;
+            crate::explain!("pivot_root to {}: it is / from here on", rootfs.display());
             mount(
                 None::<&str>,
                 ".",
@@ -580,6 +592,7 @@ impl Rootfs<'_> {
             )
             .step(|| "make the old root rslave")?;
             umount2(".", MntFlags::MNT_DETACH).step(|| "detach the old root")?;
+            crate::explain!("umount the old root (detached)");
         }
         chdir("/").step(|| "chdir to the new root")?;
         if self.plan.rootfs_propagation.contains(MsFlags::MS_SHARED) {
