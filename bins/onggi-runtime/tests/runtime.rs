@@ -543,6 +543,20 @@ fn process_env_cwd_and_user() {
     assert_eq!(groups, BTreeSet::from(["5", "65534"]), "{out:?}");
 }
 
+/// The program does not inherit the runtime's ignored SIGPIPE (Rust ignores it at
+/// start-up, and an ignored signal stays ignored across execve).
+#[test]
+fn the_program_gets_sigpipe_with_its_default_action() {
+    let Some(fx) = Fixture::new("sigpipe") else {
+        return;
+    };
+    let b = fx.bundle(&["sh", "-c", "grep SigIgn /proc/self/status"], |_| {});
+    let out = fx.run(&fx.id("c"), &b).ok();
+    let mask =
+        u64::from_str_radix(out.stdout.trim().trim_start_matches("SigIgn:").trim(), 16).unwrap();
+    assert_eq!(mask & (1 << (13 - 1)), 0, "SIGPIPE ignored: {}", out.stdout);
+}
+
 #[test]
 fn process_umask_rlimits_and_oom_score_adj() {
     let Some(fx) = Fixture::new("proclimits") else {

@@ -418,6 +418,8 @@ pub fn exec_process(
         .step(|| "mark inherited descriptors close-on-exec")?;
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .step(|| "clear the signal mask")?;
+    onggi_sys::default_signal_action(nix::sys::signal::Signal::SIGPIPE)
+        .step(|| "give SIGPIPE its default action (Rust ignores it)")?;
     crate::lsm::set_exec_labels(p)?;
     if let Some(filter) = seccomp.filter(|_| !p.no_new_privileges) {
         onggi_seccomp::load(filter)?;

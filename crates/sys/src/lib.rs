@@ -167,6 +167,17 @@ pub fn pidfd_send_signal<F: AsFd>(pidfd: F, signal: libc::c_int) -> Result<(), E
     Errno::result(ret).map(drop)
 }
 
+/// Give `signal` its default action (`SIG_DFL`). Rust's start-up code ignores
+/// SIGPIPE, and an ignored signal stays ignored across `execve`: a container's
+/// program would inherit that (`SigIgn` in /proc/PID/status), unlike under runc.
+pub fn default_signal_action(signal: nix::sys::signal::Signal) -> Result<(), Errno> {
+    use nix::sys::signal::{signal as set_handler, SigHandler};
+    // SAFETY: SIG_DFL installs no handler: none of our code runs when the signal
+    // comes, so no async-signal-safety question arises; the previous disposition
+    // returned is dropped.
+    unsafe { set_handler(signal, SigHandler::SigDfl) }.map(drop)
+}
+
 /// Recursive mount attributes for [`mount_setattr`] (`MOUNT_ATTR_*`).
 pub mod mount_attr {
     /// Read-only.
