@@ -118,12 +118,20 @@ pub fn run(engine: &Engine, cmd: &LookCommand) -> Result<u8> {
             match format {
                 Format::Json => out!("{}", serde_json::to_string_pretty(&lines)?),
                 Format::Table => {
-                    let mut rows = vec![vec![
-                        "PID".into(),
-                        "CONTAINER".into(),
-                        "STAT".into(),
-                        "COMMAND".into(),
-                    ]];
+                    // ps afxuww's columns (those /proc gives cheaply), and the container.
+                    let users = Users::host();
+                    let mut rows = vec![[
+                        "USER",
+                        "PID",
+                        "%CPU",
+                        "RSS",
+                        "STAT",
+                        "TIME",
+                        "CONTAINER",
+                        "COMMAND",
+                    ]
+                    .map(String::from)
+                    .to_vec()];
                     for l in &lines {
                         let p = &l.line.process;
                         let mark =
@@ -139,9 +147,13 @@ pub fn run(engine: &Engine, cmd: &LookCommand) -> Result<u8> {
                             format!("{}\\_ ", "  ".repeat(l.line.depth - 1))
                         };
                         rows.push(vec![
+                            users.name(p.uid),
                             p.pid.to_string(),
-                            mark,
+                            format!("{:.1}", p.cpu_percent),
+                            p.rss_kib.to_string(),
                             p.state.to_string(),
+                            cpu_time(p.cpu_secs),
+                            mark,
                             format!("{indent}{}", p.command),
                         ]);
                     }
@@ -234,17 +246,22 @@ fn top_table(procs: &[ProcessInfo], threads: bool) -> String {
                 p.threads.to_string(),
             ]);
         }
-        let t = p.cpu_secs as u64;
         r.extend([
             p.state.to_string(),
             format!("{:.1}", p.cpu_percent),
             p.rss_kib.to_string(),
-            format!("{:02}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60),
+            cpu_time(p.cpu_secs),
             p.command.clone(),
         ]);
         rows.push(r);
     }
     crate::table(&rows)
+}
+
+/// CPU time as ps's TIME column, HH:MM:SS.
+fn cpu_time(secs: f64) -> String {
+    let t = secs as u64;
+    format!("{:02}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60)
 }
 
 /// User names from the host's /etc/passwd, as `ps` on the host shows them.

@@ -11,7 +11,7 @@ mod process;
 mod tree;
 
 pub use ns::{namespaces, Namespace, NS_KINDS};
-pub use process::{in_pid_namespace_of, threads_of, ProcessInfo};
+pub use process::{in_pid_namespace_of, seconds_running, threads_of, ProcessInfo};
 pub use tree::{tree, TreeLine};
 
 /// What went wrong, naming the file or process.

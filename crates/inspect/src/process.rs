@@ -139,6 +139,13 @@ fn from_parts(proc: &Path, p: &Process, stat: &Stat, status: &Status) -> Result<
     })
 }
 
+/// How long the process `pid` has been running, in seconds.
+pub fn seconds_running(proc: &Path, pid: i32) -> Option<f64> {
+    let p = Process::new_with_root(proc.join(pid.to_string())).ok()?;
+    let start = p.stat().ok()?.starttime as f64 / procfs::ticks_per_second() as f64;
+    Some((uptime(proc)? - start).max(0.0))
+}
+
 /// Seconds since boot (the first field of `uptime`).
 fn uptime(proc: &Path) -> Option<f64> {
     std::fs::read_to_string(proc.join("uptime"))

@@ -183,8 +183,8 @@ pub const CPU_WINDOW: std::time::Duration = std::time::Duration::from_millis(100
 impl Engine {
     /// `stats`: the running containers `what` names (every running one when empty).
     /// CPU % is measured from the previous look at the container (kept in its run
-    /// directory) when that is under a minute old, waiting until it is at least
-    /// [`CPU_WINDOW`] old; otherwise this call looks twice, [`CPU_WINDOW`] apart.
+    /// directory) when that is under a minute old, else from the container's start
+    /// (as `ps` does); a reference younger than [`CPU_WINDOW`] is waited for.
     pub fn stats(&self, what: &[String]) -> Result<Vec<Usage>> {
         let recs: Vec<Record> = if what.is_empty() {
             self.list(false)?
@@ -211,36 +211,40 @@ impl Engine {
         let mut now: Vec<_> = recs.iter().map(look).collect();
         let previous: Vec<Option<(u64, u128)>> =
             recs.iter().map(|r| self.previous_sample(r)).collect();
-        // The previous looks can serve when each is under a minute old; one younger
-        // than the window is waited for (only what is missing), none means two looks.
+        // CPU % since the previous look when it is under a minute old (and the
+        // counter has not started over: a restarted container), else since the
+        // container started. A reference younger than the window is waited for
+        // (only what is missing), once for all.
         let window = CPU_WINDOW.as_nanos();
-        let ages: Option<Vec<u128>> = previous
+        let before: Vec<Option<(u64, u128)>> = recs
             .iter()
+            .zip(&previous)
             .zip(&now)
-            .map(|(then, now)| match (then, now) {
-                (Some(t), Some(n)) if n.1 >= t.1 && n.1 < t.1 + 60_000_000_000 => Some(n.1 - t.1),
-                _ => None,
+            .map(|((rec, then), now)| {
+                let (s, at) = now.as_ref()?;
+                match then {
+                    Some((u, t))
+                        if *t <= *at && at - t < 60_000_000_000 && *u <= s.cpu.usage_ns =>
+                    {
+                        Some((*u, *t))
+                    }
+                    _ => {
+                        let ran = onggi_inspect::seconds_running(Path::new(PROC), rec.pid?)?;
+                        Some((0, at.saturating_sub((ran * 1e9) as u128)))
+                    }
+                }
             })
             .collect();
-        let before: Vec<Option<(u64, u128)>> = match ages {
-            Some(ages) => {
-                let youngest = ages.into_iter().min().unwrap_or(window);
-                if youngest < window {
-                    std::thread::sleep(std::time::Duration::from_nanos((window - youngest) as u64));
-                    now = recs.iter().map(look).collect();
-                }
-                previous
-            }
-            None => {
-                let first = now
-                    .iter()
-                    .map(|n| n.as_ref().map(|(s, at)| (s.cpu.usage_ns, *at)))
-                    .collect();
-                std::thread::sleep(CPU_WINDOW);
-                now = recs.iter().map(look).collect();
-                first
-            }
-        };
+        let missing = before
+            .iter()
+            .zip(&now)
+            .filter_map(|(b, n)| Some(window.saturating_sub(n.as_ref()?.1 - b.as_ref()?.1)))
+            .max()
+            .unwrap_or(0);
+        if missing > 0 {
+            std::thread::sleep(std::time::Duration::from_nanos(missing as u64));
+            now = recs.iter().map(look).collect();
+        }
         let host_memory = host_memory();
         let mut out = Vec::new();
         for ((rec, b), a) in recs.iter().zip(before).zip(now) {
