@@ -429,13 +429,11 @@ impl Runtime {
         idmap::send_mounts(plan, pid, ch)?;
         if let Some(cgroup) = cgroup {
             cgroup.create()?;
-            if crate::explain::enabled() {
-                for (controller, dir) in cgroup.paths() {
-                    crate::explain!("cgroup: {} at {}", controller, dir.display());
-                }
-                if let Some(dir) = cgroup.unified_path() {
-                    crate::explain!("cgroup: unified at {}", dir.display());
-                }
+            for (controller, dir) in cgroup.paths() {
+                crate::explain!("cgroup: {} at {}", controller, dir.display());
+            }
+            if let Some(dir) = cgroup.unified_path() {
+                crate::explain!("cgroup: unified at {}", dir.display());
             }
             if let Some(r) = &plan.resources {
                 apply_resources(cgroup, r, false)?;

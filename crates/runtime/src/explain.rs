@@ -42,11 +42,14 @@ pub fn say(args: fmt::Arguments<'_>) {
     }
 }
 
-/// Print a step: `explain!("pivot_root to {}", dir)`.
+/// Print a step: `explain!("pivot_root to {}", dir)`. The arguments are evaluated
+/// only when steps are printed: the start path pays one check, nothing more.
 #[macro_export]
 macro_rules! explain {
     ($($arg:tt)*) => {
-        $crate::explain::say(format_args!($($arg)*))
+        if $crate::explain::enabled() {
+            $crate::explain::say(format_args!($($arg)*))
+        }
     };
 }
 
