@@ -318,7 +318,7 @@ fn run_explain_says_each_step_in_order() {
     // the init waits for it before pivot_root: two chains, each in order.
     let init = [
         at("mount new overlay"),
-        at("clone "),
+        at("unshare "),
         at("mount new proc"),
         at("mknod /dev/null"),
         at("pivot_root"),
@@ -326,7 +326,12 @@ fn run_explain_says_each_step_in_order() {
         at("user 0:0"),
         at("execve"),
     ];
-    let parent = [at("clone "), at("cgroup: "), at("pivot_root")];
+    let parent = [
+        at("mount new overlay"),
+        at("clone "),
+        at("cgroup: "),
+        at("pivot_root"),
+    ];
     assert!(
         [&init[..], &parent[..]]
             .iter()

@@ -35,10 +35,12 @@ pub fn enabled() -> bool {
     SINK.get().is_some()
 }
 
-/// Print one step (nothing unless [`enable`]d).
+/// Print one step (nothing unless [`enable`]d), in one `write(2)`: the parent and
+/// the init print at the same time, and a line written in pieces would interleave.
 pub fn say(args: fmt::Arguments<'_>) {
     if let Some(mut f) = SINK.get() {
-        let _ = writeln!(f, "explain: {args}");
+        let line = format!("explain: {args}\n");
+        let _ = f.write_all(line.as_bytes());
     }
 }
 
