@@ -234,7 +234,11 @@ fn fingerprint(root: &Path) -> Option<String> {
         .ok()?
         .filter_map(|e| {
             let e = e.ok()?;
-            let m = e.metadata().ok()?; // the entry itself: a symlink is its own
+            // The entry itself (lstat; a mount point gives its mounted root). A
+            // symlink such as `cpu -> cpu,cpuacct` needs no stat of its target: the
+            // target is an entry of the same directory, and a re-pointed link is a
+            // new inode.
+            let m = e.metadata().ok()?;
             Some((
                 e.file_name().to_string_lossy().into_owned(),
                 m.dev(),
@@ -244,15 +248,13 @@ fn fingerprint(root: &Path) -> Option<String> {
         .collect();
     entries.sort();
     let mut out = format!(
-        "onggi-cgroup-mounts 1 {} {} {}",
+        "onggi-cgroup-mounts 2 {} {} {}",
         ns.ino(),
         top.dev(),
         top.ino()
     );
     for (name, dev, ino) in entries {
-        let dir = std::fs::metadata(root.join(&name)).ok();
-        let (d, i) = dir.map_or((0, 0), |m| (m.dev(), m.ino()));
-        let _ = write!(out, " {name:?}:{dev}:{ino}:{d}:{i}");
+        let _ = write!(out, " {name:?}:{dev}:{ino}");
     }
     out.push('\n');
     Some(out)
@@ -456,7 +458,7 @@ pub(crate) mod tests {
         // ...one of another is replaced.
         std::fs::write(
             &cache,
-            "onggi-cgroup-mounts 1 0 0 0\n1 1 0:1 / /sys/fs/cgroup rw - cgroup2 c rw\n",
+            "onggi-cgroup-mounts 2 0 0 0\n1 1 0:1 / /sys/fs/cgroup rw - cgroup2 c rw\n",
         )
         .unwrap();
         assert_eq!(
